@@ -1,0 +1,116 @@
+"""Checks of hyper-parameters given to gradtx factories.
+
+Every check names the argument, the value received and the accepted range. Values that are traced
+(inside `jax.jit`, or hyper-parameters injected through the state) cannot be inspected and are
+accepted as they are.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def is_traced(value: Any) -> bool:
+    """True for a JAX tracer (a value only known at run time)."""
+    return isinstance(value, jax.core.Tracer)
+
+
+def _as_float(owner: str, name: str, value: Any) -> float | None:
+    """The value as a Python float, None when traced; TypeError when not a real number."""
+    if is_traced(value):
+        return None
+    if isinstance(value, bool):
+        raise TypeError(f"{owner}: {name} must be a real number, got the bool {value!r}")
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, (jax.Array, np.ndarray, np.generic)):
+        if np.ndim(value) != 0:
+            raise TypeError(f"{owner}: {name} must be a scalar, got an array of shape {np.shape(value)}")
+        if not np.issubdtype(np.asarray(value).dtype, np.number) or np.iscomplexobj(value):
+            raise TypeError(f"{owner}: {name} must be a real number, got dtype {np.asarray(value).dtype}")
+        return float(value)
+    raise TypeError(f"{owner}: {name} must be a real number, got {type(value).__name__}: {value!r}")
+
+
+def check_real(
+    owner: str,
+    name: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> None:
+    """Raise unless `value` is a finite real number in the given interval (or traced).
+
+    Args:
+        owner: the factory's name, for the message.
+        name: the argument's name.
+        value: the value to check.
+        low, high: bounds of the accepted interval; None means unbounded on that side.
+        low_inclusive, high_inclusive: whether the bounds themselves are accepted.
+    """
+    x = _as_float(owner, name, value)
+    if x is None:
+        return
+    left = "(-inf" if low is None else ("[" if low_inclusive else "(") + f"{low:g}"
+    right = "inf)" if high is None else f"{high:g}" + ("]" if high_inclusive else ")")
+    interval = f"{left}, {right}"
+    if math.isnan(x) or (math.isinf(x) and (low is not None or high is not None)):
+        raise ValueError(f"{owner}: {name} must be a finite number in {interval}, got {value!r}")
+    bad_low = low is not None and (x < low or (x == low and not low_inclusive))
+    bad_high = high is not None and (x > high or (x == high and not high_inclusive))
+    if bad_low or bad_high:
+        raise ValueError(f"{owner}: {name} must be in {interval}, got {value!r}")
+
+
+def check_int(owner: str, name: str, value: Any, *, low: int | None = None) -> None:
+    """Raise unless `value` is an integer (not a bool) that is at least `low` (or traced)."""
+    if is_traced(value):
+        return
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
+        if isinstance(value, (jax.Array, np.ndarray)) and np.ndim(value) == 0 and np.issubdtype(
+            np.asarray(value).dtype, np.integer
+        ):
+            value = int(value)
+        else:
+            raise TypeError(f"{owner}: {name} must be an integer, got {type(value).__name__}: {value!r}")
+    if low is not None and value < low:
+        raise ValueError(f"{owner}: {name} must be an integer >= {low}, got {value!r}")
+
+
+def check_schedule_or_real(owner: str, name: str, value: Any, **bounds: Any) -> None:
+    """Accept a callable (a schedule, checked when called) or a real number within bounds."""
+    if callable(value):
+        return
+    try:
+        check_real(owner, name, value, **bounds)
+    except TypeError:
+        raise TypeError(
+            f"{owner}: {name} must be a number or a schedule (a callable of the step count), "
+            f"got {type(value).__name__}: {value!r}"
+        ) from None
+
+
+def check_bool(owner: str, name: str, value: Any) -> None:
+    """Raise a TypeError unless `value` is a Python bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{owner}: {name} must be True or False, got {type(value).__name__}: {value!r}")
+
+
+def check_dtype(owner: str, name: str, value: Any) -> None:
+    """Raise unless `value` is None or a floating dtype."""
+    if value is None:
+        return
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        raise TypeError(f"{owner}: {name} must be None or a floating dtype, got {value!r}") from None
+    if not np.issubdtype(dtype, np.floating):
+        raise TypeError(f"{owner}: {name} must be None or a floating dtype, got {dtype}")

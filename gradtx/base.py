@@ -1,0 +1,470 @@
+"""Core types of gradtx: the gradient-transformation protocol, `chain` and `apply_updates`.
+
+A *gradient transformation* is a pair of pure functions
+
+* `init(params) -> state`: builds the state (a pytree of arrays) for a given params tree;
+* `update(updates, state, params=None, **extra_args) -> (new_updates, new_state)`: maps incoming
+  gradients (or updates from an earlier transformation) to outgoing updates.
+
+The protocol is the same as optax's, so gradtx transformations drop into `optax.chain`,
+`flax.training.train_state.TrainState` and `flax.nnx.Optimizer`, and optax transformations drop
+into `gradtx.chain`.
+
+Every factory in gradtx is wrapped by [`describe`][gradtx.base.describe], which gives the returned
+transformation a readable `repr` (`adam(learning_rate=0.003, b1=0.9, ...)`), records its
+hyper-parameters (see [`hyperparams`][gradtx.base.hyperparams]) and checks at trace time that the
+state handed to `update` was made by this transformation's `init` for a tree of the same
+structure and shapes as the incoming updates.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "EmptyState",
+    "GradientTransformation",
+    "GradientTransformationExtraArgs",
+    "OptState",
+    "Params",
+    "ScalarOrSchedule",
+    "Schedule",
+    "Updates",
+    "apply_updates",
+    "chain",
+    "describe",
+    "hyperparams",
+    "identity",
+    "named_chain",
+    "set_to_zero",
+    "stateless",
+    "stateless_with_tree_map",
+]
+
+Params = Any
+"""A pytree of arrays: the parameters being optimized."""
+Updates = Any
+"""A pytree of arrays shaped like `Params`: gradients or updates."""
+OptState = Any
+"""A pytree of arrays: the state of a transformation."""
+Schedule = Callable[[jax.typing.ArrayLike], jax.typing.ArrayLike]
+"""A function of the (integer) step count returning a scalar."""
+ScalarOrSchedule = float | jax.Array | Schedule
+
+
+class TransformInitFn(Protocol):
+    def __call__(self, params: Params) -> OptState: ...
+
+
+class TransformUpdateFn(Protocol):
+    def __call__(
+        self, updates: Updates, state: OptState, params: Params | None = None, **extra_args: Any
+    ) -> tuple[Updates, OptState]: ...
+
+
+class EmptyState(NamedTuple):
+    """The state of a stateless transformation."""
+
+
+class GradientTransformation(NamedTuple):
+    """A pair of pure functions `(init, update)`.
+
+    It is a `NamedTuple`, so it unpacks as `init, update = tx` exactly like optax's
+    `GradientTransformation`, and any code that only calls `tx.init` and `tx.update` (optax,
+    Flax) accepts it. Every gradtx `update` accepts `params` and arbitrary extra keyword arguments
+    (for example `value=loss` or `value_fn=f`), forwarding them where they are used.
+    """
+
+    init: TransformInitFn
+    update: TransformUpdateFn
+
+    def __repr__(self) -> str:
+        info = getattr(self.update, "_gradtx_info", None)
+        if info is None:
+            return f"GradientTransformation(init={self.init!r}, update={self.update!r})"
+        return _format_call(info[0], info[1])
+
+
+GradientTransformationExtraArgs = GradientTransformation
+"""Alias kept for optax users: every gradtx transformation accepts extra arguments."""
+
+
+# --------------------------------------------------------------------------------------------
+# describe: printable transformations, readable hyper-parameters, state checks
+# --------------------------------------------------------------------------------------------
+
+_CHECKING = contextvars.ContextVar("gradtx_checking_state", default=False)
+
+
+def _short_repr(value: Any) -> str:
+    if isinstance(value, GradientTransformation):
+        return repr(value)
+    if isinstance(value, (jax.Array,)) and value.ndim == 0:
+        try:
+            return repr(value.item())
+        except Exception:  # a tracer
+            return "<traced>"
+    if callable(value) and not hasattr(value, "_gradtx_info"):
+        name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
+        return f"<function {name}>" if name else repr(value)
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _format_call(name: str, arguments: Mapping[str, Any]) -> str:
+    parts = []
+    for key, value in arguments.items():
+        if key.startswith("*"):
+            parts.extend(_short_repr(v) for v in value)
+        else:
+            parts.append(f"{key}={_short_repr(value)}")
+    return f"{name}({', '.join(parts)})"
+
+
+class _DescribedCallable:
+    """A callable (e.g. a schedule) that prints as the call that made it."""
+
+    __slots__ = ("_fn", "_gradtx_info", "__wrapped__")
+
+    def __init__(self, fn: Callable, info: tuple[str, dict[str, Any]]):
+        self._fn = fn
+        self._gradtx_info = info
+        self.__wrapped__ = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return _format_call(*self._gradtx_info)
+
+
+def _tree_paths(tree: Any) -> dict[str, Any]:
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {jax.tree_util.keystr(path): leaf for path, leaf in leaves}
+
+
+def _state_types(tree: Any) -> list[str]:
+    """Names of the NamedTuple state types in `tree`, outermost first."""
+    names: list[str] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, tuple) and hasattr(node, "_fields"):
+            names.append(type(node).__name__)
+        if isinstance(node, (tuple, list)):
+            for child in node:
+                visit(child)
+        elif isinstance(node, dict):
+            for child in node.values():
+                visit(child)
+
+    visit(tree)
+    return names
+
+
+def _check_state(name: str, init: Callable, updates: Updates, state: OptState) -> None:
+    """Raise if `state` is not what `init` makes for a tree shaped like `updates`."""
+    try:
+        expected = jax.eval_shape(init, updates)
+    except (TypeError, ValueError):
+        return  # init needs something updates cannot give (e.g. non-array leaves); skip
+    expected_def = jax.tree_util.tree_structure(expected)
+    got_def = jax.tree_util.tree_structure(state)
+    if expected_def != got_def:
+        exp_types, got_types = _state_types(expected), _state_types(state)
+        if exp_types != got_types:
+            raise TypeError(
+                f"{name}.update received a state of type(s) {got_types or [type(state).__name__]} "
+                f"but expected {exp_types or [type(expected).__name__]}: the state was made by a "
+                f"different transformation's init. Call {name}.init(params) to build it."
+            )
+        exp_paths, got_paths = _tree_paths(expected), _tree_paths(state)
+        missing = sorted(set(exp_paths) - set(got_paths))
+        extra = sorted(set(got_paths) - set(exp_paths))
+        raise ValueError(
+            f"{name}.update: the updates tree does not match the tree the state was built for; "
+            f"state leaves missing for the updates: {missing[:5]}; state leaves with no "
+            f"matching update: {extra[:5]}."
+        )
+    exp_paths, got_paths = _tree_paths(expected), _tree_paths(state)
+    for path, exp_leaf in exp_paths.items():
+        got_shape = jnp.shape(got_paths[path])
+        if tuple(exp_leaf.shape) != tuple(got_shape):
+            raise ValueError(
+                f"{name}.update: shape mismatch at state{path}: the updates give shape "
+                f"{tuple(exp_leaf.shape)} but the state holds shape {tuple(got_shape)}. Gradients "
+                f"must have the same tree structure and leaf shapes as the params given to init."
+            )
+
+
+def describe(factory: Callable) -> Callable:
+    """Decorate a factory of transformations (or schedules) so its results print and report.
+
+    The returned transformation's `repr` is the call that made it with every argument bound
+    (defaults included), [`hyperparams`][gradtx.base.hyperparams] returns those arguments, and its
+    `update` checks, at trace time, that the state it receives has the structure and shapes that
+    its `init` gives for the incoming updates (a state from another transformation raises a
+    `TypeError` naming both state types; a mismatched gradient tree raises a `ValueError` naming
+    the path and both shapes). Nested described transformations check only once, at the
+    outermost level.
+    """
+    signature = inspect.signature(factory)
+    name = factory.__name__
+
+    @functools.wraps(factory)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        result = factory(*args, **kwargs)
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        arguments: dict[str, Any] = {}
+        for key, value in bound.arguments.items():
+            kind = signature.parameters[key].kind
+            if kind is inspect.Parameter.VAR_POSITIONAL:
+                arguments["*" + key] = value
+            elif kind is inspect.Parameter.VAR_KEYWORD:
+                arguments.update(value)
+            else:
+                arguments[key] = value
+        info = (name, arguments)
+        if isinstance(result, GradientTransformation):
+            return _labelled(result, info)
+        if callable(result):
+            return _DescribedCallable(result, info)
+        return result
+
+    return wrapper
+
+
+def _labelled(tx: GradientTransformation, info: tuple[str, dict[str, Any]]) -> GradientTransformation:
+    inner_update = tx.update
+    init = tx.init
+
+    @functools.wraps(inner_update)
+    def update(updates, state, params=None, **extra_args):
+        if _CHECKING.get():
+            return inner_update(updates, state, params, **extra_args)
+        _check_state(info[0], init, updates, state)
+        token = _CHECKING.set(True)
+        try:
+            return inner_update(updates, state, params, **extra_args)
+        finally:
+            _CHECKING.reset(token)
+
+    update._gradtx_info = info  # type: ignore[attr-defined]
+    return GradientTransformation(init, update)
+
+
+def hyperparams(tx: GradientTransformation) -> dict[str, Any]:
+    """The arguments a gradtx factory was called with (defaults included).
+
+    Example:
+        >>> import gradtx
+        >>> gradtx.hyperparams(gradtx.adam(1e-3))["b1"]
+        0.9
+    """
+    info = getattr(tx.update, "_gradtx_info", None)
+    if info is None:
+        raise TypeError(f"{tx!r} was not made by a gradtx factory; it records no hyper-parameters.")
+    return dict(info[1])
+
+
+# --------------------------------------------------------------------------------------------
+# chain and friends
+# --------------------------------------------------------------------------------------------
+
+
+def _extra_arg_filter(update: Callable) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Which extra keyword arguments `update` accepts (all of them if it has `**kwargs`)."""
+    try:
+        params = inspect.signature(update).parameters
+    except (TypeError, ValueError):
+        return lambda extra: extra
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return lambda extra: extra
+    names = set(list(params)[3:])  # after updates, state, params
+    return lambda extra: {k: v for k, v in extra.items() if k in names}
+
+
+def _chain_transform(transforms: tuple[GradientTransformation, ...]) -> GradientTransformation:
+    for i, tx in enumerate(transforms):
+        if not (hasattr(tx, "init") and hasattr(tx, "update")):
+            raise TypeError(
+                f"chain: argument {i} must be a gradient transformation with init and update, "
+                f"got {type(tx).__name__}: {tx!r}"
+            )
+    filters = tuple(_extra_arg_filter(tx.update) for tx in transforms)
+
+    def init(params):
+        return tuple(tx.init(params) for tx in transforms)
+
+    def update(updates, state, params=None, **extra_args):
+        if not isinstance(state, tuple) or len(state) != len(transforms):
+            raise TypeError(
+                f"chain.update expected a tuple of {len(transforms)} states (one per member), "
+                f"got {type(state).__name__}; build the state with the chain's own init."
+            )
+        new_state = []
+        for tx, keep, member_state in zip(transforms, filters, state, strict=True):
+            updates, member_state = tx.update(updates, member_state, params, **keep(extra_args))
+            new_state.append(member_state)
+        return updates, tuple(new_state)
+
+    return GradientTransformation(init, update)
+
+
+@describe
+def chain(*transforms: GradientTransformation) -> GradientTransformation:
+    """Apply transformations one after the other.
+
+    `chain(t1, t2)(g) = t2(t1(g))`; the state is the tuple of the members' states. Extra keyword
+    arguments given to `update` (such as `value` or `value_fn`) reach every member whose `update`
+    accepts them; members that don't (e.g. plain optax transformations) are called without them.
+
+    Args:
+        *transforms: gradient transformations (gradtx or optax), applied in order.
+
+    Example:
+        >>> import gradtx, jax.numpy as jnp
+        >>> tx = gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.scale(-0.1))
+        >>> state = tx.init({"w": jnp.zeros(3)})
+        >>> updates, state = tx.update({"w": jnp.full(3, 10.0)}, state)
+    """
+    return _chain_transform(transforms)
+
+
+@describe
+def named_chain(*transforms: tuple[str, GradientTransformation]) -> GradientTransformation:
+    """Like [`chain`][gradtx.chain], with the state a dict keyed by the given names.
+
+    Args:
+        *transforms: `(name, transformation)` pairs; names must be unique strings.
+    """
+    names = []
+    for i, item in enumerate(transforms):
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+            raise TypeError(f"named_chain: argument {i} must be a (name, transformation) pair, got {item!r}")
+        names.append(item[0])
+    if len(set(names)) != len(names):
+        raise ValueError(f"named_chain: names must be unique, got {names}")
+    inner = _chain_transform(tuple(t for _, t in transforms))
+
+    def init(params):
+        return dict(zip(names, inner.init(params), strict=True))
+
+    def update(updates, state, params=None, **extra_args):
+        if not isinstance(state, dict) or list(state) != names:
+            raise TypeError(f"named_chain.update expected a dict state with keys {names}")
+        updates, new = inner.update(updates, tuple(state[n] for n in names), params, **extra_args)
+        return updates, dict(zip(names, new, strict=True))
+
+    return GradientTransformation(init, update)
+
+
+def apply_updates(params: Params, updates: Updates) -> Params:
+    """Return `params + updates`, leaf by leaf, keeping each param's dtype.
+
+    A `None` update leaves the param as it is. Raises a `ValueError` naming the path when the trees
+    or the leaf shapes differ.
+    """
+    p_paths, _ = jax.tree_util.tree_flatten_with_path(params, is_leaf=lambda x: x is None)
+    u_def = jax.tree_util.tree_structure(updates, is_leaf=lambda x: x is None)
+    p_def = jax.tree_util.tree_structure(params, is_leaf=lambda x: x is None)
+    if p_def != u_def:
+        raise ValueError(
+            f"apply_updates: params and updates have different tree structures:\n"
+            f"params:  {p_def}\nupdates: {u_def}"
+        )
+    u_leaves = jax.tree_util.tree_leaves(updates, is_leaf=lambda x: x is None)
+    out = []
+    for (path, p), u in zip(p_paths, u_leaves, strict=True):
+        if p is None or u is None:
+            out.append(p)
+            continue
+        if jnp.shape(p) != jnp.shape(u):
+            raise ValueError(
+                f"apply_updates: shape mismatch at {jax.tree_util.keystr(path)}: params "
+                f"{jnp.shape(p)} vs updates {jnp.shape(u)}"
+            )
+        p_arr = jnp.asarray(p)
+        out.append((p_arr + jnp.asarray(u)).astype(p_arr.dtype))
+    return jax.tree_util.tree_unflatten(p_def, out)
+
+
+@describe
+def identity() -> GradientTransformation:
+    """Pass updates through unchanged: `u ← g`."""
+
+    def init(params):
+        del params
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        return updates, state
+
+    return GradientTransformation(init, update)
+
+
+@describe
+def set_to_zero() -> GradientTransformation:
+    """Replace every update by zeros: `u ← 0` (freezes the params it is applied to)."""
+
+    def init(params):
+        del params
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        return jax.tree.map(jnp.zeros_like, updates), state
+
+    return GradientTransformation(init, update)
+
+
+@describe
+def stateless(f: Callable[[Updates, Params | None], Updates]) -> GradientTransformation:
+    """A transformation without state: `u ← f(g, params)`.
+
+    Args:
+        f: a function of `(updates, params)` returning the new updates tree.
+    """
+    if not callable(f):
+        raise TypeError(f"stateless: f must be callable, got {type(f).__name__}")
+
+    def init(params):
+        del params
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra_args):
+        del extra_args
+        return f(updates, params), state
+
+    return GradientTransformation(init, update)
+
+
+@describe
+def stateless_with_tree_map(f: Callable[[jax.Array, jax.Array | None], jax.Array]) -> GradientTransformation:
+    """A stateless transformation applied leaf by leaf: `u_i ← f(g_i, p_i)`.
+
+    Args:
+        f: a function of one gradient leaf and its param leaf (`None` when no params are given).
+    """
+    if not callable(f):
+        raise TypeError(f"stateless_with_tree_map: f must be callable, got {type(f).__name__}")
+
+    def init(params):
+        del params
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra_args):
+        del extra_args
+        if params is None:
+            return jax.tree.map(lambda g: f(g, None), updates), state
+        return jax.tree.map(f, updates, params), state
+
+    return GradientTransformation(init, update)

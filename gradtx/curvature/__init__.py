@@ -1,0 +1,3 @@
+"""gradtx.curvature."""
+
+__all__: list[str] = []

@@ -1,0 +1,81 @@
+"""Numerical helpers shared by transformations: counters, moments, norms, bias correction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "bias_correction",
+    "global_norm",
+    "safe_increment",
+    "tree_cast",
+    "tree_zeros_like",
+    "update_moment",
+    "update_moment_per_elem_norm",
+]
+
+_INT32_MAX = jnp.iinfo(jnp.int32).max
+
+
+def safe_increment(count: jax.Array) -> jax.Array:
+    """`count + 1` for an int32 step counter, saturating at 2**31 - 1 instead of wrapping."""
+    count = jnp.asarray(count, jnp.int32)
+    return jnp.where(count < _INT32_MAX, count + 1, _INT32_MAX).astype(jnp.int32)
+
+
+def tree_zeros_like(tree: Any, dtype: Any = None) -> Any:
+    """Zeros shaped like every leaf of `tree` (in `dtype` when given)."""
+    return jax.tree.map(lambda x: jnp.zeros(jnp.shape(x), dtype or jnp.result_type(x)), tree)
+
+
+def tree_cast(tree: Any, dtype: Any) -> Any:
+    """Cast every leaf of `tree` to `dtype` (no-op when `dtype` is None)."""
+    if dtype is None:
+        return tree
+    return jax.tree.map(lambda x: jnp.asarray(x).astype(dtype), tree)
+
+
+def update_moment(updates: Any, moments: Any, decay: float, order: int) -> Any:
+    """Exponential moving average of the `order`-th power: `m ← decay·m + (1-decay)·g^order`.
+
+    For complex gradients the second moment uses `|g|^2`.
+    """
+
+    def one(g, m):
+        if order == 1:
+            value = g
+        elif order == 2 and jnp.iscomplexobj(g):
+            value = jnp.real(jnp.conj(g) * g)
+        else:
+            value = g**order
+        return (1 - decay) * value.astype(m.dtype) + decay * m if m is not None else None
+
+    return jax.tree.map(one, updates, moments, is_leaf=lambda x: x is None)
+
+
+def update_moment_per_elem_norm(updates: Any, moments: Any, decay: float, order: int) -> Any:
+    """EMA of `|g|^order` (the real, non-negative moment used by second-moment estimates)."""
+
+    def one(g, m):
+        value = jnp.abs(g) ** order if jnp.iscomplexobj(g) else g**order
+        return (1 - decay) * value.astype(m.dtype) + decay * m
+
+    return jax.tree.map(one, updates, moments)
+
+
+def bias_correction(moments: Any, decay: float, count: jax.Array) -> Any:
+    """Divide by `1 - decay**count` (Adam's bias correction; `count` is the incremented step)."""
+    correction = 1 - jnp.asarray(decay, jnp.float32) ** count.astype(jnp.float32)
+    return jax.tree.map(lambda m: (m / correction.astype(m.dtype)).astype(m.dtype), moments)
+
+
+def global_norm(tree: Any) -> jax.Array:
+    """`sqrt(sum_i ||x_i||^2)` over every leaf (complex leaves by modulus), in float32 or wider."""
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        return jnp.zeros((), jnp.float32)
+    squares = [jnp.sum(jnp.real(jnp.conj(x) * x).astype(jnp.promote_types(jnp.result_type(x), jnp.float32))) for x in leaves]
+    return jnp.sqrt(sum(squares))

@@ -1,0 +1,3 @@
+"""gradtx.optimizers."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""gradtx.second_order."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""gradtx.transforms."""
+
+__all__: list[str] = []

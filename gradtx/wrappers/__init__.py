@@ -1,0 +1,3 @@
+"""gradtx.wrappers."""
+
+__all__: list[str] = []

@@ -1,0 +1,121 @@
+"""Tests of the protocol: chain, apply_updates, identity, set_to_zero, stateless, describe."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx
+from gradtx.base import EmptyState
+
+
+def _params():
+    return {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.array([1.0, -2.0])}
+
+
+def _double():
+    return gradtx.stateless_with_tree_map(lambda g, p: 2.0 * g)
+
+
+def test_apply_updates_adds_and_keeps_dtype():
+    params = {"a": jnp.ones(3, jnp.bfloat16), "b": jnp.ones(2, jnp.float32)}
+    updates = {"a": jnp.full(3, 0.5, jnp.float32), "b": jnp.full(2, 0.25, jnp.float32)}
+    new = gradtx.apply_updates(params, updates)
+    assert new["a"].dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(new["a"], np.float32), 1.5)
+    np.testing.assert_allclose(new["b"], 1.25)
+
+
+def test_apply_updates_none_leaves_kept():
+    params = {"a": jnp.ones(2), "b": None}
+    new = gradtx.apply_updates(params, {"a": jnp.ones(2), "b": None})
+    assert new["b"] is None
+    np.testing.assert_allclose(new["a"], 2.0)
+
+
+def test_apply_updates_mismatch_names_path():
+    with pytest.raises(ValueError, match=r"\['w'\]"):
+        gradtx.apply_updates({"w": jnp.ones(3)}, {"w": jnp.ones(4)})
+    with pytest.raises(ValueError, match="tree structures"):
+        gradtx.apply_updates({"w": jnp.ones(3)}, {"v": jnp.ones(3)})
+
+
+def test_identity_and_set_to_zero():
+    g = _params()
+    out, state = gradtx.identity().update(g, gradtx.identity().init(g))
+    chex.assert_trees_all_equal(out, g)
+    assert state == EmptyState()
+    zero = gradtx.set_to_zero()
+    out, _ = zero.update(g, zero.init(g))
+    chex.assert_trees_all_equal(out, jax.tree.map(jnp.zeros_like, g))
+
+
+def test_stateless_gets_params():
+    tx = gradtx.stateless(lambda u, p: jax.tree.map(lambda a, b: a + b, u, p))
+    p = _params()
+    out, _ = tx.update(p, tx.init(p), p)
+    chex.assert_trees_all_close(out, jax.tree.map(lambda x: 2 * x, p))
+
+
+def test_chain_composes_in_order_and_jits():
+    tx = gradtx.chain(_double(), gradtx.stateless_with_tree_map(lambda g, p: g + 1.0))
+    p = _params()
+    state = tx.init(p)
+    assert isinstance(state, tuple) and len(state) == 2
+    out, _ = jax.jit(tx.update)(p, state)
+    chex.assert_trees_all_close(out, jax.tree.map(lambda x: 2 * x + 1.0, p))
+
+
+def test_chain_forwards_extra_args_only_to_members_that_accept_them():
+    seen = {}
+
+    def init(params):
+        return EmptyState()
+
+    def takes_value(updates, state, params=None, *, value=None):
+        seen["value"] = value
+        return updates, state
+
+    def plain(updates, state, params=None):
+        return updates, state
+
+    tx = gradtx.chain(
+        gradtx.GradientTransformation(init, plain), gradtx.GradientTransformation(init, takes_value)
+    )
+    p = _params()
+    tx.update(p, tx.init(p), p, value=3.0, other=1)
+    assert seen["value"] == 3.0
+
+
+def test_named_chain_state_is_dict():
+    tx = gradtx.named_chain(("double", _double()), ("id", gradtx.identity()))
+    p = _params()
+    state = tx.init(p)
+    assert list(state) == ["double", "id"]
+    out, _ = tx.update(p, state)
+    chex.assert_trees_all_close(out, jax.tree.map(lambda x: 2 * x, p))
+    with pytest.raises(ValueError, match="unique"):
+        gradtx.named_chain(("a", _double()), ("a", _double()))
+
+
+def test_chain_rejects_non_transformations():
+    with pytest.raises(TypeError, match="argument 1"):
+        gradtx.chain(gradtx.identity(), 3.0)
+
+
+def test_repr_shows_arguments():
+    tx = gradtx.chain(gradtx.identity(), gradtx.set_to_zero())
+    assert repr(tx) == "chain(identity(), set_to_zero())"
+
+
+def test_state_from_other_transformation_raises_type_error():
+    p = _params()
+    chained = gradtx.chain(gradtx.identity(), gradtx.identity())
+    with pytest.raises(TypeError, match="EmptyState"):
+        chained.update(p, gradtx.named_chain(("a", gradtx.identity())).init(p))
+
+
+def test_hyperparams_reads_arguments():
+    f = lambda g, p: g  # noqa: E731
+    assert gradtx.hyperparams(gradtx.stateless(f)) == {"f": f}
