@@ -8,9 +8,12 @@ import jax
 import jax.numpy as jnp
 
 __all__ = [
+    "abs_sq",
     "bias_correction",
+    "compute_dtype",
     "global_norm",
     "safe_increment",
+    "stat_dtype",
     "tree_cast",
     "tree_zeros_like",
     "update_moment",
@@ -79,3 +82,35 @@ def global_norm(tree: Any) -> jax.Array:
         return jnp.zeros((), jnp.float32)
     squares = [jnp.sum(jnp.real(jnp.conj(x) * x).astype(jnp.promote_types(jnp.result_type(x), jnp.float32))) for x in leaves]
     return jnp.sqrt(sum(squares))
+
+
+def abs_sq(x: jax.Array, dtype: Any = None) -> jax.Array:
+    """`|x|^2` elementwise (real for complex `x`), computed in `dtype` when given.
+
+    For real `x` this is `x * x`; for complex `x` it is `Re(conj(x) * x)`.
+    """
+    x = jnp.asarray(x)
+    if jnp.iscomplexobj(x):
+        value = jnp.real(jnp.conj(x) * x)
+        return value if dtype is None else value.astype(dtype)
+    if dtype is not None:
+        x = x.astype(dtype)
+    return x * x
+
+
+def stat_dtype(x: Any) -> Any:
+    """Dtype for non-negative statistics (second moments, sums of squares) of leaf `x`.
+
+    The real dtype of `x`, widened to at least float32: float16 / bfloat16 leaves get float32
+    statistics (so tiny `eps` values and squares of small or large gradients do not underflow or
+    overflow), complex64 leaves get float32, float64 / complex128 leaves get float64.
+    """
+    dtype = jnp.result_type(x)
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        return jnp.dtype(jnp.float32)
+    return jnp.promote_types(jnp.finfo(dtype).dtype, jnp.float32)
+
+
+def compute_dtype(*dtypes: Any) -> Any:
+    """The promotion of `dtypes` with float32: the dtype used for divisions and square roots."""
+    return jnp.promote_types(jnp.result_type(*dtypes), jnp.float32)

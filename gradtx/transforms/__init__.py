@@ -1,3 +1,63 @@
-"""gradtx.transforms."""
+"""gradtx.transforms: the elementary gradient transformations.
 
-__all__: list[str] = []
+Every factory returns a `GradientTransformation(init, update)` with the names, arguments and
+defaults of optax 0.2.8's transformation of the same name.
+"""
+
+from gradtx.transforms.adaptive import (
+    ScaleByAdamState,
+    ScaleByAmsgradState,
+    ScaleByLionState,
+    ScaleByRmsState,
+    ScaleByRmsWithCountState,
+    ScaleByRssState,
+    ScaleByRStdDevState,
+    ScaleByRStdDevWithCountState,
+    scale_by_adam,
+    scale_by_adamax,
+    scale_by_amsgrad,
+    scale_by_lion,
+    scale_by_rms,
+    scale_by_rss,
+    scale_by_stddev,
+)
+from gradtx.transforms.momentum import EmaState, TraceState, ema, trace
+from gradtx.transforms.scaling import (
+    ScaleByScheduleState,
+    scale,
+    scale_by_learning_rate,
+    scale_by_schedule,
+    scale_by_sign,
+    scale_by_trust_ratio,
+)
+from gradtx.transforms.weight_decay import AddDecayedWeightsState, add_decayed_weights
+
+__all__ = [
+    "AddDecayedWeightsState",
+    "EmaState",
+    "ScaleByAdamState",
+    "ScaleByAmsgradState",
+    "ScaleByLionState",
+    "ScaleByRStdDevState",
+    "ScaleByRStdDevWithCountState",
+    "ScaleByRmsState",
+    "ScaleByRmsWithCountState",
+    "ScaleByRssState",
+    "ScaleByScheduleState",
+    "TraceState",
+    "add_decayed_weights",
+    "ema",
+    "scale",
+    "scale_by_adam",
+    "scale_by_adamax",
+    "scale_by_amsgrad",
+    "scale_by_learning_rate",
+    "scale_by_lion",
+    "scale_by_rms",
+    "scale_by_rss",
+    "scale_by_schedule",
+    "scale_by_sign",
+    "scale_by_stddev",
+    "scale_by_trust_ratio",
+    "trace",
+]

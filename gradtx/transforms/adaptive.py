@@ -1,0 +1,754 @@
+r"""Adaptive (per-coordinate) rescalings: Adam, AMSGrad, Adamax, Lion, RMSProp, Adagrad.
+
+Every transformation here follows optax 0.2.8's numerics exactly for float32 inputs. The
+per-leaf arithmetic lives in small pure functions (`adam_leaf`, `rms_leaf`, ...) that take one
+gradient leaf and its state leaves and return the update and the new state leaves; the factories
+apply them with `jax.tree.map`, and the same functions can be applied to flattened buffers.
+
+Low precision. Divisions and square roots are done in at least float32 and the update is cast
+back to the incoming gradient's dtype, so float16 / bfloat16 gradients never meet an `eps` that
+underflows to zero (optax returns NaN for zero float16 gradients). Second-moment statistics
+(`nu`, `nu_max`, `sum_of_squares`) are stored in the real dtype of the params widened to at
+least float32 (see [`stat_dtype`][gradtx.numerics.stat_dtype]): float32 for float16, bfloat16
+and complex64 params. First moments are stored in the params' dtype, or in `mu_dtype` when it
+is given. Complex gradients use `|g|^2` (a real number) in every second moment.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from gradtx import _validation as _v
+from gradtx.base import GradientTransformation, Updates, describe
+from gradtx.numerics import abs_sq, compute_dtype, safe_increment, stat_dtype
+
+__all__ = [
+    "ScaleByAdamState",
+    "ScaleByAmsgradState",
+    "ScaleByLionState",
+    "ScaleByRStdDevState",
+    "ScaleByRStdDevWithCountState",
+    "ScaleByRmsState",
+    "ScaleByRmsWithCountState",
+    "ScaleByRssState",
+    "adam_leaf",
+    "adamax_leaf",
+    "amsgrad_leaf",
+    "lion_leaf",
+    "rms_leaf",
+    "rss_leaf",
+    "scale_by_adam",
+    "scale_by_adamax",
+    "scale_by_amsgrad",
+    "scale_by_lion",
+    "scale_by_rms",
+    "scale_by_rss",
+    "scale_by_stddev",
+    "stddev_leaf",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# States
+# --------------------------------------------------------------------------------------------
+
+
+class ScaleByAdamState(NamedTuple):
+    """State of [`scale_by_adam`][gradtx.scale_by_adam] and [`scale_by_adamax`][gradtx.scale_by_adamax]."""
+
+    count: jax.Array  # int32 scalar: number of updates done
+    mu: Updates  # first moment
+    nu: Updates  # second moment (Adam) or infinity-norm moment (Adamax)
+
+
+class ScaleByAmsgradState(NamedTuple):
+    """State of [`scale_by_amsgrad`][gradtx.scale_by_amsgrad]."""
+
+    count: jax.Array
+    mu: Updates
+    nu: Updates
+    nu_max: Updates  # running maximum of the (bias-corrected) second moment
+
+
+class ScaleByLionState(NamedTuple):
+    """State of [`scale_by_lion`][gradtx.scale_by_lion]."""
+
+    count: jax.Array
+    mu: Updates
+
+
+class ScaleByRmsState(NamedTuple):
+    """State of [`scale_by_rms`][gradtx.scale_by_rms] without bias correction."""
+
+    nu: Updates
+
+
+class ScaleByRmsWithCountState(NamedTuple):
+    """State of [`scale_by_rms`][gradtx.scale_by_rms] with `bias_correction=True`."""
+
+    count: jax.Array
+    nu: Updates
+
+
+class ScaleByRStdDevState(NamedTuple):
+    """State of [`scale_by_stddev`][gradtx.scale_by_stddev] without bias correction."""
+
+    mu: Updates
+    nu: Updates
+
+
+class ScaleByRStdDevWithCountState(NamedTuple):
+    """State of [`scale_by_stddev`][gradtx.scale_by_stddev] with `bias_correction=True`."""
+
+    count: jax.Array
+    mu: Updates
+    nu: Updates
+
+
+class ScaleByRssState(NamedTuple):
+    """State of [`scale_by_rss`][gradtx.scale_by_rss]: the running sum of squared gradients."""
+
+    sum_of_squares: Updates
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _canonical_dtype(dtype: Any) -> Any:
+    return None if dtype is None else jax.dtypes.canonicalize_dtype(dtype)
+
+
+def _check_dtype(owner: str, name: str, value: Any) -> None:
+    """None or a floating dtype (bfloat16 included, which numpy does not class as floating)."""
+    if value is None:
+        return
+    try:
+        dtype = jnp.dtype(value)
+    except TypeError:
+        raise TypeError(f"{owner}: {name} must be None or a floating dtype, got {value!r}") from None
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{owner}: {name} must be None or a floating dtype, got {dtype}")
+
+
+def _zeros(params: Any, dtype: Any = None) -> Any:
+    return jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), dtype or jnp.result_type(p)), params)
+
+
+def _stat_full(params: Any, value: Any) -> Any:
+    return jax.tree.map(lambda p: jnp.full(jnp.shape(p), value, stat_dtype(p)), params)
+
+
+def _debias_factor(decay: Any, count: jax.Array) -> jax.Array:
+    """`1 - decay**count`, computed exactly as optax does (count is an int32 scalar)."""
+    return 1 - decay**count
+
+
+def _check_beta(owner: str, name: str, value: Any) -> None:
+    _v.check_real(owner, name, value, low=0.0, high=1.0, high_inclusive=False)
+
+
+def _check_nonneg(owner: str, name: str, value: Any) -> None:
+    _v.check_real(owner, name, value, low=0.0)
+
+
+def _map3(fn: Any, n_out: int, *trees: Any) -> tuple[Any, ...]:
+    """Map `fn` (returning an `n_out`-tuple) over trees; return `n_out` trees."""
+    treedef = jax.tree.structure(trees[0])
+    leaves = [treedef.flatten_up_to(t) for t in trees]
+    outs = [fn(*args) for args in zip(*leaves, strict=True)]
+    return tuple(treedef.unflatten([o[i] for o in outs]) for i in range(n_out))
+
+
+# --------------------------------------------------------------------------------------------
+# Per-leaf functions
+# --------------------------------------------------------------------------------------------
+
+
+def adam_leaf(
+    g: jax.Array,
+    mu: jax.Array,
+    nu: jax.Array,
+    bc1: jax.Array,
+    bc2: jax.Array,
+    bc1_next: jax.Array | None = None,
+    *,
+    b1: Any,
+    b2: Any,
+    eps: Any,
+    eps_root: Any,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One Adam step on one leaf.
+
+    Args:
+        g: the gradient leaf.
+        mu, nu: the first and second moment leaves (their dtypes are kept).
+        bc1, bc2: `1 - b1**t` and `1 - b2**t` for the incremented count `t`.
+        bc1_next: `1 - b1**(t+1)`; when given, the Nesterov (NAdam) first moment is used.
+        b1, b2, eps, eps_root: Adam's hyper-parameters.
+
+    Returns:
+        `(update, new_mu, new_nu)`; the update has `g`'s dtype.
+    """
+    cdt = compute_dtype(g.dtype, mu.dtype)
+    gc = g.astype(cdt)
+    mu_new = (1 - b1) * gc + b1 * mu.astype(cdt)
+    nu_new = (1 - b2) * abs_sq(g, nu.dtype) + b2 * nu
+    if bc1_next is None:
+        m_hat = mu_new / bc1.astype(cdt)
+    else:
+        m_hat = b1 * (mu_new / bc1_next.astype(cdt)) + (1 - b1) * (gc / bc1.astype(cdt))
+    v_hat = nu_new / bc2.astype(nu_new.dtype)
+    update = m_hat / (jnp.sqrt(v_hat + eps_root) + eps)
+    return update.astype(g.dtype), mu_new.astype(mu.dtype), nu_new.astype(nu.dtype)
+
+
+def amsgrad_leaf(
+    g: jax.Array,
+    mu: jax.Array,
+    nu: jax.Array,
+    nu_max: jax.Array,
+    bc1: jax.Array | None,
+    bc2: jax.Array | None,
+    *,
+    b1: Any,
+    b2: Any,
+    eps: Any,
+    eps_root: Any,
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """One AMSGrad step on one leaf; `bc1`/`bc2` None skip that bias correction.
+
+    Returns:
+        `(update, new_mu, new_nu, new_nu_max)`.
+    """
+    cdt = compute_dtype(g.dtype, mu.dtype)
+    mu_new = (1 - b1) * g.astype(cdt) + b1 * mu.astype(cdt)
+    nu_new = (1 - b2) * abs_sq(g, nu.dtype) + b2 * nu
+    m_hat = mu_new if bc1 is None else mu_new / bc1.astype(cdt)
+    nu_eff = nu_new if bc2 is None else nu_new / bc2.astype(nu_new.dtype)
+    nu_max_new = jnp.maximum(nu_max, nu_eff)
+    update = m_hat / (jnp.sqrt(nu_max_new + eps_root) + eps)
+    return (
+        update.astype(g.dtype),
+        mu_new.astype(mu.dtype),
+        nu_new.astype(nu.dtype),
+        nu_max_new.astype(nu_max.dtype),
+    )
+
+
+def adamax_leaf(
+    g: jax.Array, mu: jax.Array, nu: jax.Array, bc1: jax.Array, *, b1: Any, b2: Any, eps: Any
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One Adamax step on one leaf: `nu ← max(|g| + eps, b2·nu)`, `u = m̂ / nu`.
+
+    Where `nu` is 0 (zero gradients with `eps = 0`) the update is 0 instead of NaN.
+    """
+    cdt = compute_dtype(g.dtype, mu.dtype)
+    mu_new = (1 - b1) * g.astype(cdt) + b1 * mu.astype(cdt)
+    nu_new = jnp.maximum(jnp.abs(g).astype(nu.dtype) + eps, b2 * nu)
+    m_hat = mu_new / bc1.astype(cdt)
+    safe_nu = jnp.where(nu_new > 0, nu_new, 1)
+    update = jnp.where(nu_new > 0, m_hat / safe_nu, 0)
+    return update.astype(g.dtype), mu_new.astype(mu.dtype), nu_new.astype(nu.dtype)
+
+
+def lion_leaf(
+    g: jax.Array,
+    mu: jax.Array,
+    *,
+    b1: Any,
+    b2: Any,
+    mode: str = "hard",
+    smooth_beta: Any = 1.0,
+) -> tuple[jax.Array, jax.Array]:
+    """One Lion step on one leaf: `u = sign((1-b1)·g + b1·mu)`, `mu ← (1-b2)·g + b2·mu`.
+
+    `mode="smooth"` uses `tanh(smooth_beta·x)` and `mode="refined"` keeps `|x| < 1` linear.
+    """
+    cdt = compute_dtype(g.dtype, mu.dtype)
+    gc, mc = g.astype(cdt), mu.astype(cdt)
+    x = (1 - b1) * gc + b1 * mc
+    if mode == "hard":
+        update = jnp.sign(x)
+    elif mode == "smooth":
+        update = jnp.tanh(smooth_beta * x)
+    else:
+        update = jnp.where(jnp.abs(x) < 1.0, x, jnp.sign(x))
+    mu_new = (1 - b2) * gc + b2 * mc
+    return update.astype(g.dtype), mu_new.astype(mu.dtype)
+
+
+def rms_leaf(
+    g: jax.Array,
+    nu: jax.Array,
+    bc: jax.Array | None = None,
+    *,
+    decay: Any,
+    eps: Any,
+    eps_in_sqrt: bool = True,
+) -> tuple[jax.Array, jax.Array]:
+    """One RMSProp step on one leaf: `nu ← decay·nu + (1-decay)·|g|²`, `u = g / sqrt(nu + eps)`.
+
+    `bc` (`1 - decay**t`) applies bias correction to `nu`; `eps_in_sqrt=False` uses
+    `g / (sqrt(nu) + eps)`.
+    """
+    nu_new = (1 - decay) * abs_sq(g, nu.dtype) + decay * nu
+    nu_hat = nu_new if bc is None else nu_new / bc.astype(nu_new.dtype)
+    if eps_in_sqrt:
+        scaling = jax.lax.rsqrt(nu_hat + eps)
+    else:
+        scaling = 1 / (jnp.sqrt(nu_hat) + eps)
+    cdt = compute_dtype(g.dtype, scaling.dtype)
+    update = scaling.astype(cdt) * g.astype(cdt)
+    return update.astype(g.dtype), nu_new.astype(nu.dtype)
+
+
+def stddev_leaf(
+    g: jax.Array,
+    mu: jax.Array,
+    nu: jax.Array,
+    bc: jax.Array | None = None,
+    *,
+    decay: Any,
+    eps: Any,
+    eps_in_sqrt: bool = True,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One centred-RMSProp step on one leaf: `u = g / sqrt(nu - |mu|² + eps)`.
+
+    The variance `nu - |mu|²` is clamped at 0 (rounding can make it slightly negative).
+    """
+    cdt = compute_dtype(g.dtype, mu.dtype)
+    mu_new = (1 - decay) * g.astype(cdt) + decay * mu.astype(cdt)
+    nu_new = (1 - decay) * abs_sq(g, nu.dtype) + decay * nu
+    if bc is None:
+        mu_hat, nu_hat = mu_new, nu_new
+    else:
+        mu_hat, nu_hat = mu_new / bc.astype(cdt), nu_new / bc.astype(nu_new.dtype)
+    var = jnp.maximum(nu_hat - abs_sq(mu_hat, nu_hat.dtype), 0)
+    if eps_in_sqrt:
+        scaling = jax.lax.rsqrt(var + eps)
+    else:
+        scaling = 1 / (jnp.sqrt(var) + eps)
+    cdt = compute_dtype(cdt, scaling.dtype)
+    update = scaling.astype(cdt) * g.astype(cdt)
+    return update.astype(g.dtype), mu_new.astype(mu.dtype), nu_new.astype(nu.dtype)
+
+
+def rss_leaf(g: jax.Array, sum_sq: jax.Array, *, eps: Any) -> tuple[jax.Array, jax.Array]:
+    """One Adagrad step on one leaf: `s ← s + |g|²`, `u = g / sqrt(s + eps)` (0 where `s = 0`)."""
+    s_new = abs_sq(g, sum_sq.dtype) + sum_sq
+    scaling = jnp.where(s_new > 0, jax.lax.rsqrt(s_new + eps), 0.0)
+    cdt = compute_dtype(g.dtype, scaling.dtype)
+    update = scaling.astype(cdt) * g.astype(cdt)
+    return update.astype(g.dtype), s_new.astype(sum_sq.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Factories
+# --------------------------------------------------------------------------------------------
+
+
+@describe
+def scale_by_adam(
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    *,
+    nesterov: bool = False,
+) -> GradientTransformation:
+    r"""Rescale updates by Adam's bias-corrected moment estimates.
+
+    With `t` the step number (1 on the first call) and `g` the incoming updates:
+
+    $$m_t = \beta_1 m_{t-1} + (1-\beta_1) g,\qquad v_t = \beta_2 v_{t-1} + (1-\beta_2) |g|^2,$$
+    $$\hat m_t = \frac{m_t}{1-\beta_1^t},\qquad \hat v_t = \frac{v_t}{1-\beta_2^t},\qquad
+    u = \frac{\hat m_t}{\sqrt{\hat v_t + \epsilon_{root}} + \epsilon}.$$
+
+    With `nesterov=True` (NAdam, Dozat 2016) the first moment is replaced by
+    $\hat m_t = \beta_1 \frac{m_t}{1-\beta_1^{t+1}} + (1-\beta_1)\frac{g}{1-\beta_1^t}$
+    (as optax computes it, without Dozat's extra factor on $\hat v$).
+    Combine with [`scale_by_learning_rate`][gradtx.scale_by_learning_rate] to get Adam.
+
+    Args:
+        b1: decay of the first moment, default 0.9, in [0, 1).
+        b2: decay of the second moment, default 0.999, in [0, 1).
+        eps: added to the denominator outside the square root, default 1e-8, >= 0.
+        eps_root: added inside the square root, default 0.0, >= 0 (useful when
+            differentiating through the update).
+        mu_dtype: dtype of the first moment `m`, default None (the params' dtype); a
+            floating dtype.
+        nesterov: use the Nesterov (NAdam) first moment, default False.
+
+    Returns:
+        A `GradientTransformation` with state
+        [`ScaleByAdamState`][gradtx.transforms.adaptive.ScaleByAdamState]`(count, mu, nu)`.
+        `nu` is kept in float32 for float16/bfloat16 params.
+
+    References:
+        Kingma & Ba, *Adam: A Method for Stochastic Optimization*, ICLR 2015.
+        Dozat, *Incorporating Nesterov Momentum into Adam*, ICLR workshop 2016.
+
+    Example:
+        >>> import gradtx, jax.numpy as jnp
+        >>> tx = gradtx.scale_by_adam()
+        >>> state = tx.init(jnp.zeros(2))
+        >>> u, state = tx.update(jnp.array([3.0, -0.5]), state)
+        >>> [round(float(x), 4) for x in u]
+        [1.0, -1.0]
+    """
+    owner = "scale_by_adam"
+    _check_beta(owner, "b1", b1)
+    _check_beta(owner, "b2", b2)
+    _check_nonneg(owner, "eps", eps)
+    _check_nonneg(owner, "eps_root", eps_root)
+    _check_dtype(owner, "mu_dtype", mu_dtype)
+    _v.check_bool(owner, "nesterov", nesterov)
+    mu_dtype = _canonical_dtype(mu_dtype)
+
+    def init(params):
+        return ScaleByAdamState(
+            count=jnp.zeros([], jnp.int32), mu=_zeros(params, mu_dtype), nu=_stat_full(params, 0.0)
+        )
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        count = safe_increment(state.count)
+        bc1 = _debias_factor(b1, count)
+        bc2 = _debias_factor(b2, count)
+        bc1_next = _debias_factor(b1, safe_increment(count)) if nesterov else None
+
+        def leaf(g, mu, nu):
+            return adam_leaf(g, mu, nu, bc1, bc2, bc1_next, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
+
+        new_updates, mu, nu = _map3(leaf, 3, updates, state.mu, state.nu)
+        return new_updates, ScaleByAdamState(count=count, mu=mu, nu=nu)
+
+    return GradientTransformation(init, update)
+
+
+@describe
+def scale_by_amsgrad(
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    bias_correction_mu: bool = True,
+    bias_correction_nu: bool = True,
+) -> GradientTransformation:
+    r"""Rescale updates by AMSGrad: Adam with a running maximum of the second moment.
+
+    $$m_t = \beta_1 m_{t-1} + (1-\beta_1) g,\quad v_t = \beta_2 v_{t-1} + (1-\beta_2)|g|^2,$$
+    $$\hat v^{max}_t = \max(\hat v^{max}_{t-1}, v_t / (1-\beta_2^t)),\quad
+    u = \frac{m_t/(1-\beta_1^t)}{\sqrt{\hat v^{max}_t + \epsilon_{root}} + \epsilon}.$$
+
+    Args:
+        b1: decay of the first moment, default 0.9, in [0, 1).
+        b2: decay of the second moment, default 0.999, in [0, 1).
+        eps: added to the denominator, default 1e-8, >= 0.
+        eps_root: added inside the square root, default 0.0, >= 0.
+        mu_dtype: dtype of the first moment, default None (the params' dtype).
+        bias_correction_mu: divide `m` by `1 - b1**t`, default True (False matches the paper).
+        bias_correction_nu: divide `v` by `1 - b2**t` before the maximum, default True.
+
+    Returns:
+        A `GradientTransformation` with state `ScaleByAmsgradState(count, mu, nu, nu_max)`.
+
+    References:
+        Reddi, Kale & Kumar, *On the Convergence of Adam and Beyond*, ICLR 2018.
+    """
+    owner = "scale_by_amsgrad"
+    _check_beta(owner, "b1", b1)
+    _check_beta(owner, "b2", b2)
+    _check_nonneg(owner, "eps", eps)
+    _check_nonneg(owner, "eps_root", eps_root)
+    _check_dtype(owner, "mu_dtype", mu_dtype)
+    _v.check_bool(owner, "bias_correction_mu", bias_correction_mu)
+    _v.check_bool(owner, "bias_correction_nu", bias_correction_nu)
+    mu_dtype = _canonical_dtype(mu_dtype)
+
+    def init(params):
+        return ScaleByAmsgradState(
+            count=jnp.zeros([], jnp.int32),
+            mu=_zeros(params, mu_dtype),
+            nu=_stat_full(params, 0.0),
+            nu_max=_stat_full(params, 0.0),
+        )
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        count = safe_increment(state.count)
+        bc1 = _debias_factor(b1, count) if bias_correction_mu else None
+        bc2 = _debias_factor(b2, count) if bias_correction_nu else None
+
+        def leaf(g, mu, nu, nu_max):
+            return amsgrad_leaf(g, mu, nu, nu_max, bc1, bc2, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
+
+        new_updates, mu, nu, nu_max = _map3(leaf, 4, updates, state.mu, state.nu, state.nu_max)
+        return new_updates, ScaleByAmsgradState(count=count, mu=mu, nu=nu, nu_max=nu_max)
+
+    return GradientTransformation(init, update)
+
+
+@describe
+def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> GradientTransformation:
+    r"""Rescale updates by Adamax, Adam's infinity-norm variant.
+
+    $$m_t = \beta_1 m_{t-1} + (1-\beta_1) g,\qquad
+    v_t = \max(|g| + \epsilon,\ \beta_2 v_{t-1}),\qquad u = \frac{m_t / (1-\beta_1^t)}{v_t}.$$
+
+    Args:
+        b1: decay of the first moment, default 0.9, in [0, 1).
+        b2: decay of the infinity-norm moment, default 0.999, in [0, 1).
+        eps: added to `|g|`, default 1e-8, >= 0.
+
+    Returns:
+        A `GradientTransformation` with state `ScaleByAdamState(count, mu, nu)`.
+
+    References:
+        Kingma & Ba, *Adam: A Method for Stochastic Optimization*, ICLR 2015 (section 7.1).
+    """
+    owner = "scale_by_adamax"
+    _check_beta(owner, "b1", b1)
+    _check_beta(owner, "b2", b2)
+    _check_nonneg(owner, "eps", eps)
+
+    def init(params):
+        return ScaleByAdamState(
+            count=jnp.zeros([], jnp.int32), mu=_zeros(params), nu=_stat_full(params, 0.0)
+        )
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        count = safe_increment(state.count)
+        bc1 = _debias_factor(b1, count)
+
+        def leaf(g, mu, nu):
+            return adamax_leaf(g, mu, nu, bc1, b1=b1, b2=b2, eps=eps)
+
+        new_updates, mu, nu = _map3(leaf, 3, updates, state.mu, state.nu)
+        return new_updates, ScaleByAdamState(count=count, mu=mu, nu=nu)
+
+    return GradientTransformation(init, update)
+
+
+@describe
+def scale_by_lion(
+    b1: float = 0.9,
+    b2: float = 0.99,
+    mu_dtype: Any = None,
+    *,
+    mode: Literal["hard", "smooth", "refined"] = "hard",
+    smooth_beta: float = 1.0,
+) -> GradientTransformation:
+    r"""Rescale updates by Lion (evolved sign momentum).
+
+    $$u = \operatorname{sign}\big((1-\beta_1) g + \beta_1 m_{t-1}\big),\qquad
+    m_t = \beta_2 m_{t-1} + (1-\beta_2) g.$$
+
+    Args:
+        b1: interpolation between gradient and momentum for the update, default 0.9, in [0, 1].
+        b2: decay of the momentum, default 0.99, in [0, 1].
+        mu_dtype: dtype of the momentum, default None (the params' dtype).
+        mode: `"hard"` (sign, default), `"smooth"` (`tanh(smooth_beta·x)`) or `"refined"`
+            (`x` where `|x| < 1`, else `sign(x)`).
+        smooth_beta: slope of the `"smooth"` mode, default 1.0, > 0.
+
+    Returns:
+        A `GradientTransformation` with state `ScaleByLionState(count, mu)`.
+
+    References:
+        Chen et al., *Symbolic Discovery of Optimization Algorithms*, NeurIPS 2023.
+    """
+    owner = "scale_by_lion"
+    _v.check_real(owner, "b1", b1, low=0.0, high=1.0)
+    _v.check_real(owner, "b2", b2, low=0.0, high=1.0)
+    _check_dtype(owner, "mu_dtype", mu_dtype)
+    if mode not in ("hard", "smooth", "refined"):
+        raise ValueError(f"{owner}: mode must be one of 'hard', 'smooth', 'refined', got {mode!r}")
+    _v.check_real(owner, "smooth_beta", smooth_beta, low=0.0, low_inclusive=False)
+    mu_dtype = _canonical_dtype(mu_dtype)
+
+    def init(params):
+        return ScaleByLionState(count=jnp.zeros([], jnp.int32), mu=_zeros(params, mu_dtype))
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+
+        def leaf(g, mu):
+            return lion_leaf(g, mu, b1=b1, b2=b2, mode=mode, smooth_beta=smooth_beta)
+
+        new_updates, mu = _map3(leaf, 2, updates, state.mu)
+        return new_updates, ScaleByLionState(count=safe_increment(state.count), mu=mu)
+
+    return GradientTransformation(init, update)
+
+
+def _check_rms_args(owner, decay, eps, initial_scale, eps_in_sqrt, bias_correction) -> None:
+    _v.check_bool(owner, "eps_in_sqrt", eps_in_sqrt)
+    _v.check_bool(owner, "bias_correction", bias_correction)
+    if bias_correction:
+        _v.check_real(owner, "decay", decay, low=0.0, high=1.0, high_inclusive=False)
+    else:
+        _v.check_real(owner, "decay", decay, low=0.0, high=1.0)
+    _check_nonneg(owner, "eps", eps)
+    _check_nonneg(owner, "initial_scale", initial_scale)
+
+
+@describe
+def scale_by_rms(
+    decay: float = 0.9,
+    eps: float = 1e-8,
+    initial_scale: float = 0.0,
+    eps_in_sqrt: bool = True,
+    bias_correction: bool = False,
+) -> GradientTransformation:
+    r"""Rescale updates by the root of an exponential moving average of squared gradients.
+
+    $$v_t = \rho\, v_{t-1} + (1-\rho)|g|^2,\qquad u = \frac{g}{\sqrt{\hat v_t + \epsilon}}$$
+    (or $g / (\sqrt{\hat v_t} + \epsilon)$ with `eps_in_sqrt=False`), where
+    $\hat v_t = v_t/(1-\rho^t)$ with `bias_correction=True` and $\hat v_t = v_t$ otherwise.
+
+    Args:
+        decay: the decay $\rho$, default 0.9, in [0, 1] ([0, 1) with bias correction).
+        eps: stabilising constant, default 1e-8, >= 0.
+        initial_scale: initial value of $v$, default 0.0, >= 0.
+        eps_in_sqrt: add `eps` inside the square root, default True.
+        bias_correction: divide $v_t$ by $1-\rho^t$, default False.
+
+    Returns:
+        A `GradientTransformation` with state `ScaleByRmsState(nu)`, or
+        `ScaleByRmsWithCountState(count, nu)` when `bias_correction=True`. `nu` is float32 for
+        float16/bfloat16 params.
+
+    References:
+        Tieleman & Hinton, *Lecture 6.5 — RMSProp*, COURSERA: Neural Networks for Machine
+        Learning, 2012.
+    """
+    _check_rms_args("scale_by_rms", decay, eps, initial_scale, eps_in_sqrt, bias_correction)
+
+    def init(params):
+        nu = _stat_full(params, initial_scale)
+        if bias_correction:
+            return ScaleByRmsWithCountState(count=jnp.zeros([], jnp.int32), nu=nu)
+        return ScaleByRmsState(nu=nu)
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        if bias_correction:
+            count = safe_increment(state.count)
+            bc = _debias_factor(decay, count)
+        else:
+            bc = None
+
+        def leaf(g, nu):
+            return rms_leaf(g, nu, bc, decay=decay, eps=eps, eps_in_sqrt=eps_in_sqrt)
+
+        new_updates, nu = _map3(leaf, 2, updates, state.nu)
+        if bias_correction:
+            return new_updates, ScaleByRmsWithCountState(count=count, nu=nu)
+        return new_updates, ScaleByRmsState(nu=nu)
+
+    return GradientTransformation(init, update)
+
+
+@describe
+def scale_by_stddev(
+    decay: float = 0.9,
+    eps: float = 1e-8,
+    initial_scale: float = 0.0,
+    eps_in_sqrt: bool = True,
+    bias_correction: bool = False,
+) -> GradientTransformation:
+    r"""Rescale updates by the root of a centred moving variance of the gradients.
+
+    $$m_t = \rho\, m_{t-1} + (1-\rho) g,\quad v_t = \rho\, v_{t-1} + (1-\rho)|g|^2,\quad
+    u = \frac{g}{\sqrt{\max(\hat v_t - |\hat m_t|^2, 0) + \epsilon}}$$
+    (centred RMSProp), with the same `eps_in_sqrt` and `bias_correction` options as
+    [`scale_by_rms`][gradtx.scale_by_rms]. The variance is clamped at zero, so rounding
+    never produces a NaN.
+
+    Args:
+        decay: the decay $\rho$, default 0.9, in [0, 1] ([0, 1) with bias correction).
+        eps: stabilising constant, default 1e-8, >= 0.
+        initial_scale: initial value of $v$, default 0.0, >= 0.
+        eps_in_sqrt: add `eps` inside the square root, default True.
+        bias_correction: divide both moments by $1-\rho^t$, default False.
+
+    Returns:
+        A `GradientTransformation` with state `ScaleByRStdDevState(mu, nu)` or
+        `ScaleByRStdDevWithCountState(count, mu, nu)`.
+
+    References:
+        Graves, *Generating Sequences With Recurrent Neural Networks*, 2013 (eq. 38–41);
+        Tieleman & Hinton 2012 (RMSProp).
+    """
+    _check_rms_args("scale_by_stddev", decay, eps, initial_scale, eps_in_sqrt, bias_correction)
+
+    def init(params):
+        mu = _zeros(params)
+        nu = _stat_full(params, initial_scale)
+        if bias_correction:
+            return ScaleByRStdDevWithCountState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)
+        return ScaleByRStdDevState(mu=mu, nu=nu)
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        if bias_correction:
+            count = safe_increment(state.count)
+            bc = _debias_factor(decay, count)
+        else:
+            bc = None
+
+        def leaf(g, mu, nu):
+            return stddev_leaf(g, mu, nu, bc, decay=decay, eps=eps, eps_in_sqrt=eps_in_sqrt)
+
+        new_updates, mu, nu = _map3(leaf, 3, updates, state.mu, state.nu)
+        if bias_correction:
+            return new_updates, ScaleByRStdDevWithCountState(count=count, mu=mu, nu=nu)
+        return new_updates, ScaleByRStdDevState(mu=mu, nu=nu)
+
+    return GradientTransformation(init, update)
+
+
+@describe
+def scale_by_rss(initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> GradientTransformation:
+    r"""Rescale updates by the root of the sum of all squared gradients so far (Adagrad).
+
+    $$s_t = s_{t-1} + |g|^2,\qquad u = \frac{g}{\sqrt{s_t + \epsilon}}\ \ (u = 0 \text{ where } s_t = 0).$$
+
+    Args:
+        initial_accumulator_value: initial value of $s$, default 0.1, >= 0.
+        eps: stabilising constant, default 1e-7, >= 0.
+
+    Returns:
+        A `GradientTransformation` with state `ScaleByRssState(sum_of_squares)` (float32 for
+        float16/bfloat16 params).
+
+    References:
+        Duchi, Hazan & Singer, *Adaptive Subgradient Methods for Online Learning and Stochastic
+        Optimization*, JMLR 2011.
+    """
+    owner = "scale_by_rss"
+    _check_nonneg(owner, "initial_accumulator_value", initial_accumulator_value)
+    _check_nonneg(owner, "eps", eps)
+
+    def init(params):
+        return ScaleByRssState(sum_of_squares=_stat_full(params, initial_accumulator_value))
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+
+        def leaf(g, s):
+            return rss_leaf(g, s, eps=eps)
+
+        new_updates, sum_sq = _map3(leaf, 2, updates, state.sum_of_squares)
+        return new_updates, ScaleByRssState(sum_of_squares=sum_sq)
+
+    return GradientTransformation(init, update)

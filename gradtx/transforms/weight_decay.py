@@ -1,0 +1,123 @@
+r"""Decoupled weight decay: add `weight_decay · params` to the updates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradtx import _validation as _v
+from gradtx.base import EmptyState, GradientTransformation, Params, ScalarOrSchedule, describe
+from gradtx.numerics import safe_increment
+
+__all__ = ["AddDecayedWeightsState", "add_decayed_weights", "decayed_weights_leaf"]
+
+
+class AddDecayedWeightsState(NamedTuple):
+    """State of [`add_decayed_weights`][gradtx.add_decayed_weights] with a scheduled decay."""
+
+    count: jax.Array
+
+
+def decayed_weights_leaf(g: jax.Array, p: jax.Array, weight_decay: Any) -> jax.Array:
+    """`g + weight_decay · p` for one leaf, in `g`'s dtype."""
+    dtype = jnp.promote_types(g.dtype, p.dtype)
+    return (g.astype(dtype) + weight_decay * p.astype(dtype)).astype(g.dtype)
+
+
+def _is_static_bool(x: Any) -> bool:
+    return isinstance(x, (bool, np.bool_))
+
+
+def _broadcast_mask(mask_tree: Any, params: Any) -> list[Any]:
+    """Expand a mask (a tree of bools that is a prefix of `params`) to one flag per param leaf."""
+    try:
+        full = jax.tree.map(
+            lambda m, sub: jax.tree.map(lambda _: m, sub), mask_tree, params
+        )
+    except ValueError as err:
+        raise ValueError(
+            "add_decayed_weights: mask must be a tree of booleans with the structure of the "
+            f"params (or a prefix of it); {err}"
+        ) from None
+    return jax.tree.leaves(full)
+
+
+@describe
+def add_decayed_weights(
+    weight_decay: ScalarOrSchedule = 0.0,
+    mask: Any | Callable[[Params], Any] | None = None,
+) -> GradientTransformation:
+    r"""Add decoupled weight decay: $u = g + \lambda\, p$.
+
+    Placed before the learning-rate scaling this gives AdamW's decoupled decay
+    $p \leftarrow p - \eta(\hat m/(\sqrt{\hat v}+\epsilon) + \lambda p)$.
+
+    Args:
+        weight_decay: the rate $\lambda$, default 0.0, >= 0; or a schedule (callable of the
+            int32 step count, evaluated at the count before this update), in which case the
+            state is `AddDecayedWeightsState(count)`.
+        mask: default None (decay every leaf). Otherwise a tree of booleans with the params'
+            structure (or a prefix of it), True where decay applies, or a callable
+            `mask(params)` returning such a tree (e.g. to skip biases and norms:
+            `lambda p: jax.tree.map(lambda x: x.ndim > 1, p)`). Leaves where the mask is
+            False pass unchanged.
+
+    Returns:
+        A `GradientTransformation`; its `update` requires `params` (a `ValueError` otherwise).
+
+    References:
+        Loshchilov & Hutter, *Decoupled Weight Decay Regularization*, ICLR 2019.
+
+    Example:
+        >>> import gradtx, jax.numpy as jnp
+        >>> tx = gradtx.add_decayed_weights(0.1)
+        >>> p = jnp.array([1.0, -2.0])
+        >>> tx.update(jnp.zeros(2), tx.init(p), p)[0]
+        Array([ 0.1, -0.2], dtype=float32)
+    """
+    owner = "add_decayed_weights"
+    _v.check_schedule_or_real(owner, "weight_decay", weight_decay, low=0.0)
+    scheduled = callable(weight_decay)
+
+    def init(params):
+        del params
+        if scheduled:
+            return AddDecayedWeightsState(count=jnp.zeros([], jnp.int32))
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra_args):
+        del extra_args
+        if params is None:
+            raise ValueError(
+                f"{owner}.update: params are required to add weight decay (u = g + "
+                f"weight_decay * params); call update(updates, state, params)."
+            )
+        if scheduled:
+            rate = weight_decay(state.count)
+            new_state = AddDecayedWeightsState(count=safe_increment(state.count))
+        else:
+            rate = weight_decay
+            new_state = state
+            if isinstance(rate, (int, float)) and rate == 0.0:
+                return updates, new_state
+        treedef = jax.tree.structure(updates)
+        g_leaves = treedef.flatten_up_to(updates)
+        p_leaves = treedef.flatten_up_to(params)
+        if mask is None:
+            flags = [True] * len(g_leaves)
+        else:
+            mask_tree = mask(params) if callable(mask) else mask
+            flags = _broadcast_mask(mask_tree, updates)
+        out = []
+        for g, p, flag in zip(g_leaves, p_leaves, flags, strict=True):
+            if _is_static_bool(flag):
+                out.append(decayed_weights_leaf(g, p, rate) if flag else g)
+            else:
+                out.append(jnp.where(flag, decayed_weights_leaf(g, p, rate), g))
+        return treedef.unflatten(out), new_state
+
+    return GradientTransformation(init, update)
