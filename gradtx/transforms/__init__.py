@@ -21,7 +21,15 @@ from gradtx.transforms.adaptive import (
     scale_by_rss,
     scale_by_stddev,
 )
+from gradtx.transforms.clipping import (
+    ZeroNansState,
+    clip,
+    clip_by_global_norm,
+    clip_by_norm,
+    zero_nans,
+)
 from gradtx.transforms.momentum import EmaState, TraceState, ema, trace
+from gradtx.transforms.noise import AddNoiseState, add_noise
 from gradtx.transforms.scaling import (
     ScaleByScheduleState,
     scale,
@@ -34,6 +42,7 @@ from gradtx.transforms.weight_decay import AddDecayedWeightsState, add_decayed_w
 
 __all__ = [
     "AddDecayedWeightsState",
+    "AddNoiseState",
     "EmaState",
     "ScaleByAdamState",
     "ScaleByAmsgradState",
@@ -45,7 +54,12 @@ __all__ = [
     "ScaleByRssState",
     "ScaleByScheduleState",
     "TraceState",
+    "ZeroNansState",
     "add_decayed_weights",
+    "add_noise",
+    "clip",
+    "clip_by_global_norm",
+    "clip_by_norm",
     "ema",
     "scale",
     "scale_by_adam",
@@ -60,4 +74,5 @@ __all__ = [
     "scale_by_stddev",
     "scale_by_trust_ratio",
     "trace",
+    "zero_nans",
 ]
