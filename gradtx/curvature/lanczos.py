@@ -1,0 +1,359 @@
+"""Lanczos tridiagonalization with full reorthogonalization, and matrix-free `eigsh`.
+
+For a symmetric linear map `A` (given only as `v ↦ A v` on pytrees) and a unit start vector
+`q_1`, `m` steps of Lanczos build an orthonormal basis `Q_m = [q_1, …, q_m]` of the Krylov space
+`span{q_1, A q_1, …, A^{m-1} q_1}` and the tridiagonal `T_m = Q_mᵀ A Q_m`:
+
+    w      = A q_j − α_j q_j − β_{j−1} q_{j−1},   α_j = q_jᵀ A q_j
+    w      ← w − Q_j (Q_jᵀ w)       (full reorthogonalization, done twice)
+    β_j    = ‖w‖,   q_{j+1} = w / β_j
+
+The eigenvalues of `T_m` (Ritz values) approximate the extreme eigenvalues of `A`, at both ends
+of the spectrum at once, and the Ritz vectors `Q_m s_i` approximate the eigenvectors. Keeping
+every basis vector and re-projecting `w` against all of them keeps `Q_m` orthonormal to working
+precision, so no spurious copies of converged eigenvalues ("ghosts") appear. Memory:
+`num_iters × n` numbers, where `n` is the number of parameters.
+
+Breakdown (`β_j ≈ 0`: the Krylov space is an invariant subspace, e.g. when `A` has fewer distinct
+eigenvalues than steps) is handled without NaN: `β_j` is set to 0 and the iteration continues
+from a fresh random vector orthogonal to the basis, so `T_m` becomes block-diagonal and still
+equals `Q_mᵀ A Q_m`.
+
+The iteration runs in one `lax.fori_loop`; every function here can be traced under `jax.jit`
+(`num_iters`, `k` and `which` must be static Python values).
+
+References:
+    Lanczos, *An iteration method for the solution of the eigenvalue problem of linear
+    differential and integral operators*, J. Res. Nat. Bur. Standards 45, 1950.
+    Golub & Van Loan, *Matrix Computations*, 4th ed., §10.1-10.3, 2013.
+    Parlett, *The Symmetric Eigenvalue Problem*, SIAM, 1998.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.flatten_util import ravel_pytree
+
+from gradtx._validation import check_int
+from gradtx.curvature.data import loss_from_parts, partition_data, prepare_data, static_callable
+
+__all__ = [
+    "DEFAULT_NUM_ITERS",
+    "LanczosResult",
+    "eigsh",
+    "lanczos_tridiag",
+    "operator_eigsh",
+    "tridiagonal_eigh",
+]
+
+DEFAULT_NUM_ITERS = 100
+"""Default number of Lanczos steps (= operator products) for `eigsh` and friends."""
+
+_WHICH = ("LA", "SA", "LM")
+_HIGHEST = lax.Precision.HIGHEST
+
+
+class LanczosResult(NamedTuple):
+    """The output of [`lanczos_tridiag`][gradtx.curvature.lanczos_tridiag].
+
+    Attributes:
+        alpha: `(m,)` diagonal of the tridiagonal matrix `T`.
+        beta: `(m - 1,)` off-diagonal of `T` (0 where the iteration broke down and restarted).
+        basis: `(m, n)` orthonormal Lanczos vectors as rows, in the coordinates of
+            `jax.flatten_util.ravel_pytree(template)`.
+    """
+
+    alpha: jax.Array
+    beta: jax.Array
+    basis: jax.Array
+
+
+def _default_key(key: Any) -> jax.Array:
+    return jax.random.PRNGKey(0) if key is None else key
+
+
+def _flat_operator(matvec: Callable[[Any], Any], template: Any) -> tuple[Callable[[jax.Array], jax.Array], int, Any, Callable]:
+    """Wrap a pytree matvec as a map on flat vectors; return it, n, the flat dtype and unravel."""
+    flat, unravel = ravel_pytree(template)
+    dtype = flat.dtype
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"the params/template must hold floating-point arrays, got dtype {dtype}")
+
+    def mv(x: jax.Array) -> jax.Array:
+        out, _ = ravel_pytree(matvec(unravel(x)))
+        return out.astype(dtype)
+
+    return mv, int(flat.size), dtype, unravel
+
+
+def _lanczos_flat(mv: Callable[[jax.Array], jax.Array], n: int, dtype: Any, m: int, key: jax.Array, v0: jax.Array | None) -> LanczosResult:
+    """Core Lanczos with full reorthogonalization on flat vectors (m <= n)."""
+    key_start, key_restart = jax.random.split(key)
+    eps = jnp.finfo(dtype).eps
+    tiny = jnp.finfo(dtype).tiny
+    if v0 is None:
+        v0 = jax.random.normal(key_start, (n,), dtype)
+    v0 = v0.astype(dtype)
+    v0_norm = jnp.linalg.norm(v0)
+    # a zero start vector is replaced by e_1 rather than dividing by zero
+    v0 = jnp.where(v0_norm > 0, v0 / jnp.where(v0_norm > 0, v0_norm, 1), jnp.zeros((n,), dtype).at[0].set(1))
+
+    def project_out(basis: jax.Array, w: jax.Array) -> jax.Array:
+        # classical Gram-Schmidt against every stored row (rows not yet filled are zero), twice
+        for _ in range(2):
+            w = w - jnp.matmul(jnp.matmul(basis, w, precision=_HIGHEST), basis, precision=_HIGHEST)
+        return w
+
+    def restart(j: jax.Array, basis: jax.Array) -> jax.Array:
+        r = jax.random.normal(jax.random.fold_in(key_restart, j), (n,), dtype)
+        r = project_out(basis, r)
+        return r / jnp.maximum(jnp.linalg.norm(r), tiny)
+
+    def body(j, carry):
+        basis, alpha, beta, v, anorm = carry
+        basis = basis.at[j].set(v)
+        w = mv(v)
+        a = jnp.vdot(v, w)
+        b_prev = jnp.where(j > 0, beta[jnp.maximum(j - 1, 0)], 0)
+        w = w - a * v - b_prev * basis[jnp.maximum(j - 1, 0)]
+        w = project_out(basis, w)
+        b = jnp.linalg.norm(w)
+        anorm = jnp.maximum(anorm, jnp.abs(a) + b + b_prev)
+        broke = b <= 10 * eps * jnp.sqrt(jnp.asarray(n, dtype)) * anorm
+        v_next = lax.cond(broke, lambda: restart(j, basis), lambda: w / jnp.where(broke, 1, b))
+        alpha = alpha.at[j].set(a)
+        beta = beta.at[j].set(jnp.where(broke, 0, b))
+        return basis, alpha, beta, v_next, anorm
+
+    init = (
+        jnp.zeros((m, n), dtype),
+        jnp.zeros((m,), dtype),
+        jnp.zeros((m,), dtype),
+        v0,
+        jnp.zeros((), dtype),
+    )
+    basis, alpha, beta, _, _ = lax.fori_loop(0, m, body, init)
+    return LanczosResult(alpha=alpha, beta=beta[: m - 1], basis=basis)
+
+
+def _check_num_iters(owner: str, num_iters: Any) -> None:
+    check_int(owner, "num_iters", num_iters, low=1)
+    if isinstance(num_iters, jax.core.Tracer):
+        raise TypeError(f"{owner}: num_iters must be a static Python int (it sets array shapes), got a traced value")
+
+
+def lanczos_tridiag(
+    matvec: Callable[[Any], Any],
+    template: Any,
+    num_iters: int = DEFAULT_NUM_ITERS,
+    key: jax.Array | None = None,
+    *,
+    v0: Any | None = None,
+) -> LanczosResult:
+    """Run `num_iters` steps of Lanczos with full reorthogonalization on a pytree operator.
+
+    Args:
+        matvec: symmetric linear map `v ↦ A v` on pytrees shaped like `template`.
+        template: a pytree of float arrays fixing the vector space (e.g. the params).
+        num_iters: number of steps = number of calls to `matvec` (static int ≥ 1); clipped to the
+            dimension `n`. Default 100.
+        key: PRNG key for the random start vector (standard normal) and for restarts after
+            breakdown. Default None, meaning `jax.random.PRNGKey(0)`.
+        v0: optional start vector (pytree like `template`; normalized here). Default None.
+
+    Returns:
+        A [`LanczosResult`][gradtx.curvature.LanczosResult] `(alpha, beta, basis)` with
+        `T = diag(alpha) + diag(beta, 1) + diag(beta, -1)` and `basis @ basis.T ≈ I`.
+
+    References:
+        Lanczos 1950; Golub & Van Loan, *Matrix Computations*, 4th ed., Alg. 10.1.1, 2013.
+    """
+    _check_num_iters("lanczos_tridiag", num_iters)
+    mv, n, dtype, _ = _flat_operator(matvec, template)
+    v0_flat = None if v0 is None else ravel_pytree(v0)[0]
+    return _lanczos_flat(mv, n, dtype, min(num_iters, n), _default_key(key), v0_flat)
+
+
+def tridiagonal_eigh(alpha: jax.Array, beta: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Eigen-decomposition of the symmetric tridiagonal matrix with diagonal `alpha`, off-diagonal `beta`.
+
+    Returns:
+        `(theta, s)`: eigenvalues in ascending order and the orthonormal eigenvectors as columns.
+    """
+    t = jnp.diag(alpha)
+    if beta.shape[0] > 0:
+        t = t + jnp.diag(beta, 1) + jnp.diag(beta, -1)
+    return jnp.linalg.eigh(t, symmetrize_input=False)
+
+
+def _select(theta: jax.Array, k: int, which: str) -> jax.Array:
+    """Indices of the k wanted Ritz values, in ascending algebraic order of the values."""
+    m = theta.shape[0]
+    if which == "LA":
+        return jnp.arange(m - k, m)
+    if which == "SA":
+        return jnp.arange(k)
+    idx = jnp.argsort(-jnp.abs(theta), stable=True)[:k]
+    return idx[jnp.argsort(theta[idx], stable=True)]
+
+
+def _check_eig_args(owner: str, k: Any, which: Any, num_iters: Any, n: int) -> None:
+    check_int(owner, "k", k, low=1)
+    _check_num_iters(owner, num_iters)
+    if not isinstance(which, str) or which not in _WHICH:
+        raise ValueError(f"{owner}: which must be one of {_WHICH} (largest algebraic, smallest algebraic, "
+                         f"largest magnitude), got {which!r}")
+    if num_iters < k:
+        raise ValueError(f"{owner}: num_iters must be >= k, got num_iters={num_iters} < k={k}")
+    if k > n:
+        raise ValueError(f"{owner}: k={k} exceeds the dimension n={n} of the parameter space")
+
+
+def operator_eigsh(
+    matvec: Callable[[Any], Any],
+    template: Any,
+    k: int = 1,
+    which: str = "LA",
+    num_iters: int = DEFAULT_NUM_ITERS,
+    key: jax.Array | None = None,
+) -> tuple[jax.Array, Any]:
+    """`k` extreme eigenpairs of a symmetric linear operator, matrix-free, by Lanczos.
+
+    Runs `min(num_iters, n)` Lanczos steps with full reorthogonalization from a random start
+    vector, diagonalizes the tridiagonal `T` and returns the `k` wanted Ritz pairs `(θ_i, Q s_i)`.
+    Lanczos converges at both ends of the spectrum, so `which="SA"` finds the most negative
+    eigenvalues directly (no shift needed). Exact when `num_iters ≥ n`.
+
+    Args:
+        matvec: symmetric linear map `v ↦ A v` on pytrees shaped like `template`.
+        template: a pytree of float arrays (e.g. the params) fixing the space.
+        k: number of eigenpairs (static int, `1 ≤ k ≤ num_iters`, `k ≤ n`). Default 1.
+        which: `"LA"` largest algebraic, `"SA"` smallest algebraic, `"LM"` largest magnitude.
+            Default `"LA"`.
+        num_iters: Lanczos steps = calls to `matvec` (static int ≥ k); clipped to the dimension
+            `n`. Default 100. Memory is `min(num_iters, n) × n` numbers.
+        key: PRNG key for the start vector. Default None (`jax.random.PRNGKey(0)`).
+
+    Returns:
+        `(eigenvalues, eigenvectors)`: `eigenvalues` has shape `(k,)` and, as in
+        `scipy.sparse.linalg.eigsh`, is sorted in ascending algebraic order for every `which`
+        (so for `"LA"` the largest is `eigenvalues[-1]`, for `"SA"` the smallest is
+        `eigenvalues[0]`); `eigenvectors` is a pytree like `template` whose leaves have a leading
+        axis of size `k`, entry `i` being the unit-norm Ritz vector of `eigenvalues[i]` (the sign
+        is arbitrary).
+
+    Raises:
+        ValueError: `which` not in {"LA", "SA", "LM"}, `k < 1`, `num_iters < k`, `k > n`.
+        TypeError: `k` or `num_iters` not an int.
+
+    References:
+        Lanczos 1950; Golub & Van Loan, *Matrix Computations*, 4th ed., §10.1, 2013.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.curvature import operator_eigsh
+        >>> a = jnp.diag(jnp.arange(1.0, 6.0))
+        >>> vals, vecs = operator_eigsh(lambda v: a @ v, jnp.zeros(5), k=2, num_iters=5)
+        >>> [round(float(x), 4) for x in vals]
+        [4.0, 5.0]
+    """
+    owner = "operator_eigsh"
+    if not callable(matvec):
+        raise TypeError(f"{owner}: matvec must be callable, got {type(matvec).__name__}")
+    n = _dimension(owner, template)
+    _check_eig_args(owner, k, which, num_iters, n)
+
+    def run(template, key):
+        mv, n, dtype, _ = _flat_operator(matvec, template)
+        return _lanczos_flat(mv, n, dtype, min(num_iters, n), key, None)
+
+    res = jax.jit(run)(template, _default_key(key))
+    return _ritz_pairs(res, template, k=k, which=which)
+
+
+def _dimension(owner: str, template: Any) -> int:
+    leaves = jax.tree_util.tree_leaves(template)
+    if not leaves:
+        raise ValueError(f"{owner}: the params/template tree has no leaves")
+    return int(sum(jnp.size(x) for x in leaves))
+
+
+@functools.partial(jax.jit, static_argnames=("k", "which"))
+def _ritz_pairs(res: LanczosResult, template: Any, k: int, which: str) -> tuple[jax.Array, Any]:
+    """The k wanted Ritz pairs of a Lanczos run, eigenvalues ascending, vectors unravelled."""
+    _, unravel = ravel_pytree(template)
+    theta, s = tridiagonal_eigh(res.alpha, res.beta)
+    idx = _select(theta, k, which)
+    vecs = jnp.matmul(s[:, idx].T, res.basis, precision=_HIGHEST)  # (k, n)
+    norms = jnp.linalg.norm(vecs, axis=1, keepdims=True)
+    vecs = vecs / jnp.maximum(norms, jnp.finfo(vecs.dtype).tiny)
+    return theta[idx], jax.vmap(unravel)(vecs)
+
+
+@functools.partial(jax.jit, static_argnames=("loss", "static", "weights", "num_iters"))
+def hessian_lanczos(loss, params, arrays, static, weights, key, num_iters: int) -> LanczosResult:
+    """Lanczos on the Hessian of the bound loss (compiled once per loss, data layout and num_iters)."""
+    f = loss_from_parts(loss, arrays, static, weights)
+    _, lin = jax.linearize(jax.grad(f), params)
+    mv, n, dtype, _ = _flat_operator(lin, params)
+    return _lanczos_flat(mv, n, dtype, min(num_iters, n), key, None)
+
+
+def run_hessian_lanczos(
+    owner: str, loss: Any, params: Any, args: tuple[Any, ...], batches: Any, key: Any, num_iters: int
+) -> LanczosResult:
+    """Validate, bind the data and run [`hessian_lanczos`] (shared by eigsh and the analysis tools)."""
+    loss = static_callable(owner, "loss", loss)
+    _check_num_iters(owner, num_iters)
+    _dimension(owner, params)
+    data, weights = prepare_data(owner, args, batches)
+    arrays, static = partition_data(data)
+    return hessian_lanczos(loss, params, arrays, static, weights, _default_key(key), num_iters)
+
+
+def eigsh(
+    loss: Callable[..., Any],
+    params: Any,
+    *args: Any,
+    k: int = 1,
+    which: str = "LA",
+    num_iters: int = DEFAULT_NUM_ITERS,
+    key: jax.Array | None = None,
+    batches: Iterable[Any] | None = None,
+) -> tuple[jax.Array, Any]:
+    """`k` extreme eigenpairs of the Hessian of `loss` at `params`, matrix-free.
+
+    [`operator_eigsh`][gradtx.curvature.operator_eigsh] applied to
+    [`hessian_operator`][gradtx.curvature.hessian_operator]`(loss, params, *args)`: the gradient is
+    linearized once and each Lanczos step costs one Hessian-vector product.
+
+    Args:
+        loss: scalar function `loss(params, *args)`.
+        params: the point, a pytree of float arrays.
+        *args: one batch of data for `loss`.
+        k: number of eigenpairs (`1 ≤ k ≤ num_iters`). Default 1.
+        which: `"LA"`, `"SA"` or `"LM"` (see `operator_eigsh`). Default `"LA"`.
+        num_iters: Lanczos steps = Hessian-vector products (≥ k; clipped to the parameter count).
+            Default 100.
+        key: PRNG key for the start vector. Default None (`jax.random.PRNGKey(0)`).
+        batches: instead of `*args`, an iterable of batches; the Hessian is that of the
+            batch-size-weighted average loss. Default None.
+
+    Returns:
+        `(eigenvalues (k,), eigenvectors)`, eigenvalues ascending, eigenvectors a pytree like
+        `params` with a leading axis `k` (unit norm).
+
+    References:
+        Lanczos 1950; Pearlmutter 1994 (Hessian-vector products); Yao et al., *PyHessian: Neural
+        networks through the lens of the Hessian*, IEEE BigData 2020.
+    """
+    owner = "eigsh"
+    _check_eig_args(owner, k, which, num_iters, _dimension(owner, params))
+    res = run_hessian_lanczos(owner, loss, params, args, batches, key, num_iters)
+    return _ritz_pairs(res, params, k=k, which=which)

@@ -1,0 +1,239 @@
+"""Matrix-free curvature operators: Hessian- and Gauss-Newton-vector products on pytrees.
+
+All functions take params and vectors as pytrees of the same structure and return pytrees of
+that structure; none of them forms a matrix. They are pure JAX and can be called inside
+`jax.jit`, `jax.vmap` and `lax` loops.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from gradtx.curvature.data import (
+    as_args,
+    bind_loss,
+    collect_batches,
+    loss_from_parts,
+    partition_data,
+    prepare_data,
+    static_callable,
+)
+
+__all__ = [
+    "gauss_newton_operator",
+    "gnvp",
+    "hessian_operator",
+    "hvp",
+]
+
+Matvec = Callable[[Any], Any]
+
+
+def _match_tangent(owner: str, params: Any, v: Any) -> Any:
+    """Check that `v` has the structure and shapes of `params`; cast its leaves to their dtypes."""
+    p_def = jax.tree_util.tree_structure(params)
+    v_def = jax.tree_util.tree_structure(v)
+    if p_def != v_def:
+        raise ValueError(
+            f"{owner}: the vector must have the tree structure of params.\nparams: {p_def}\nvector: {v_def}"
+        )
+    out = []
+    for (path, p), x in zip(jax.tree_util.tree_flatten_with_path(params)[0], jax.tree_util.tree_leaves(v)):
+        if jnp.shape(p) != jnp.shape(x):
+            raise ValueError(
+                f"{owner}: shape mismatch at {jax.tree_util.keystr(path)}: params {jnp.shape(p)} vs "
+                f"vector {jnp.shape(x)}"
+            )
+        out.append(jnp.asarray(x).astype(jnp.result_type(p)))
+    return jax.tree_util.tree_unflatten(p_def, out)
+
+
+def hvp(loss: Callable[..., Any], params: Any, v: Any, *args: Any, batches: Iterable[Any] | None = None) -> Any:
+    """Exact Hessian-vector product `H(θ)·v` by forward-over-reverse differentiation.
+
+    Computes `∇²L(θ) v = d/dε ∇L(θ + ε v) |_{ε=0}` as the JVP of the gradient (Pearlmutter's
+    R-operator), at the cost of about one forward and one backward pass, without forming `H`.
+
+    Args:
+        loss: scalar function `loss(params, *args)`.
+        params: the point θ, a pytree of float arrays.
+        v: the direction, a pytree with the structure and shapes of `params` (leaves are cast to
+            the params' dtypes).
+        *args: one batch of data passed to `loss`.
+        batches: instead of `*args`, an iterable of batches (each a tuple of `loss`'s arguments);
+            the product is then with the Hessian of the batch-size-weighted average loss (see
+            [`gradtx.curvature.data`][gradtx.curvature.data]). Default None.
+
+    Returns:
+        `H·v`, a pytree like `params`.
+
+    References:
+        Pearlmutter, *Fast exact multiplication by the Hessian*, Neural Computation 6(1), 1994.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.curvature import hvp
+        >>> hvp(lambda x: jnp.sum(x**3), jnp.array([1.0, 2.0]), jnp.array([1.0, 0.0]))
+        Array([6., 0.], dtype=float32)
+    """
+    loss = static_callable("hvp", "loss", loss)
+    data, weights = prepare_data("hvp", args, batches)
+    v = _match_tangent("hvp", params, v)
+    arrays, static = partition_data(data)
+    return _hvp_core(loss, params, v, arrays, static, weights)
+
+
+@functools.partial(jax.jit, static_argnames=("loss", "static", "weights"))
+def _hvp_core(loss, params, v, arrays, static, weights):
+    f = loss_from_parts(loss, arrays, static, weights)
+    return jax.jvp(jax.grad(f), (params,), (v,))[1]
+
+
+def hessian_operator(loss: Callable[..., Any], params: Any, *args: Any, batches: Iterable[Any] | None = None) -> Matvec:
+    """The Hessian at `params` as a linear map `v ↦ H(θ)·v` on pytrees.
+
+    The gradient map `θ ↦ ∇L(θ)` is linearized once with `jax.linearize`, so the forward pass
+    and the residuals of the backward pass are computed once and each product afterwards costs
+    one linear (tangent) pass. Use it when many products are needed at the same point (Lanczos,
+    trace estimation, conjugate gradients). Memory: the residuals of one forward-backward pass
+    are kept alive as long as the operator is.
+
+    It can be built and applied inside `jax.jit` (and the operator can be `jax.vmap`-ed over a
+    leading axis of `v`).
+
+    Args:
+        loss: scalar function `loss(params, *args)`.
+        params: the point θ, a pytree of float arrays.
+        *args: one batch of data passed to `loss`.
+        batches: instead of `*args`, an iterable of batches; the operator is the Hessian of the
+            batch-size-weighted average loss (all batches are linearized at once). Default None.
+
+    Returns:
+        `matvec(v) -> H·v`, with `v` and the result pytrees like `params`.
+
+    References:
+        Pearlmutter, *Fast exact multiplication by the Hessian*, Neural Computation 6(1), 1994.
+    """
+    f = bind_loss("hessian_operator", loss, args, batches)
+    _, lin = jax.linearize(jax.grad(f), params)
+
+    def matvec(v: Any) -> Any:
+        return lin(_match_tangent("hessian_operator", params, v))
+
+    return matvec
+
+
+def _gn_single(model_fn: Callable[..., Any], loss_fn: Callable[[Any, Any], Any], params: Any, args: tuple[Any, ...]) -> Matvec:
+    if len(args) < 1:
+        raise ValueError(
+            "gauss_newton_operator: a batch must hold at least the targets: args = (*inputs, targets), "
+            "passed as model_fn(params, *inputs) and loss_fn(outputs, targets)"
+        )
+    *inputs, targets = args
+    outputs, jvp_fn = jax.linearize(lambda p: model_fn(p, *inputs), params)
+    vjp_fn = jax.linear_transpose(jvp_fn, params)
+    _, out_hess = jax.linearize(jax.grad(lambda o: loss_fn(o, targets)), outputs)
+
+    def matvec(v: Any) -> Any:
+        (out,) = vjp_fn(out_hess(jvp_fn(v)))
+        return out
+
+    return matvec
+
+
+def gauss_newton_operator(
+    model_fn: Callable[..., Any],
+    loss_fn: Callable[[Any, Any], Any],
+    params: Any,
+    *args: Any,
+    batches: Iterable[Any] | None = None,
+) -> Matvec:
+    """The generalized Gauss-Newton matrix as a linear map `v ↦ G(θ)·v` on pytrees.
+
+    For a loss written as `L(θ) = ℓ(f(θ, x), y)`, with model outputs `z = f(θ, x)`,
+
+    $$G = J^\\top H_\\ell J, \\qquad J = \\partial z / \\partial θ, \\quad H_\\ell = \\nabla_z^2 \\ell(z, y),$$
+
+    which drops the second-derivative-of-the-model term of the Hessian. `G` is positive
+    semi-definite whenever `ℓ` is convex in `z` (squared error, softmax cross-entropy on logits).
+    A product costs one JVP of the model, one HVP of `ℓ` in output space and one VJP; the model is
+    linearized once, when the operator is built.
+
+    Signature convention: a batch is `args = (*inputs, targets)`; the model is called as
+    `model_fn(params, *inputs)` and the loss as `loss_fn(outputs, targets)`, where `outputs` may be
+    any pytree.
+
+    Args:
+        model_fn: `model_fn(params, *inputs) -> outputs`.
+        loss_fn: scalar `loss_fn(outputs, targets)` (typically a mean over the batch).
+        params: the point θ, a pytree of float arrays.
+        *args: one batch, `(*inputs, targets)`.
+        batches: instead of `*args`, an iterable of batches `(*inputs, targets)`; the operator is
+            `Σ_i (n_i/N) G_i`, the Gauss-Newton matrix of the batch-size-weighted average loss.
+            Default None.
+
+    Returns:
+        `matvec(v) -> G·v`, with `v` and the result pytrees like `params`.
+
+    References:
+        Schraudolph, *Fast curvature matrix-vector products for second-order gradient descent*,
+        Neural Computation 14(7), 2002. Martens, *New insights and perspectives on the natural
+        gradient method*, JMLR 21, 2020.
+    """
+    owner = "gauss_newton_operator"
+    if not callable(model_fn) or not callable(loss_fn):
+        raise TypeError(f"{owner}: model_fn and loss_fn must be callables")
+    if batches is None:
+        parts = [(1.0, _gn_single(model_fn, loss_fn, params, args))]
+    else:
+        if args:
+            raise ValueError(f"{owner}: give either one batch as positional arguments or batches=..., not both")
+        arg_lists, weights = collect_batches(owner, batches)
+        parts = [(w, _gn_single(model_fn, loss_fn, params, as_args(a))) for a, w in zip(arg_lists, weights)]
+
+    def matvec(v: Any) -> Any:
+        v = _match_tangent(owner, params, v)
+        total = None
+        for w, op in parts:
+            term = jax.tree.map(lambda x, w=w: w * x, op(v)) if len(parts) > 1 else op(v)
+            total = term if total is None else jax.tree.map(jnp.add, total, term)
+        return total
+
+    return matvec
+
+
+def gnvp(
+    model_fn: Callable[..., Any],
+    loss_fn: Callable[[Any, Any], Any],
+    params: Any,
+    v: Any,
+    *args: Any,
+    batches: Iterable[Any] | None = None,
+) -> Any:
+    """One Gauss-Newton-vector product `G(θ)·v = Jᵀ H_ℓ J v`.
+
+    Same conventions as [`gauss_newton_operator`][gradtx.curvature.gauss_newton_operator]:
+    `args = (*inputs, targets)`, `outputs = model_fn(params, *inputs)`,
+    `loss = loss_fn(outputs, targets)`.
+
+    Args:
+        model_fn: `model_fn(params, *inputs) -> outputs`.
+        loss_fn: scalar `loss_fn(outputs, targets)`.
+        params: the point θ.
+        v: the direction, a pytree like `params`.
+        *args: one batch `(*inputs, targets)`.
+        batches: instead of `*args`, an iterable of batches (batch-size-weighted). Default None.
+
+    Returns:
+        `G·v`, a pytree like `params`.
+
+    References:
+        Schraudolph, *Fast curvature matrix-vector products for second-order gradient descent*,
+        Neural Computation 14(7), 2002.
+    """
+    return gauss_newton_operator(model_fn, loss_fn, params, *args, batches=batches)(v)
