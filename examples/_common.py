@@ -7,6 +7,7 @@ Nothing here downloads anything: scikit-learn ships the 8×8 digits data set (1,
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import time
 from collections.abc import Callable
@@ -44,10 +45,10 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100, "axes.grid": True, "grid.alpha": 0.3})
 
@@ -132,7 +133,7 @@ class MLP(nnx.Module):
         rngs: nnx.Rngs,
     ):
         self.hidden = nnx.List()
-        for n_in, n_out in zip(sizes[:-2], sizes[1:-1]):
+        for n_in, n_out in itertools.pairwise(sizes[:-1]):
             block: list[Any] = [nnx.Linear(n_in, n_out, rngs=rngs)]
             if batch_norm:
                 block.append(nnx.BatchNorm(n_out, momentum=0.9, rngs=rngs))
