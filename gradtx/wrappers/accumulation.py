@@ -8,12 +8,11 @@ from typing import Any, NamedTuple, Protocol
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from gradtx._validation import check_bool, check_dtype, check_int
 from gradtx.base import GradientTransformation, OptState, Params, Updates, describe
 from gradtx.numerics import safe_increment
-from gradtx.wrappers._common import check_transformation, forwarding_update, zeros_from_shapes
+from gradtx.wrappers._common import check_transformation, cond, forwarding_update, zeros_from_shapes
 
 __all__ = [
     "MultiSteps",
@@ -229,7 +228,7 @@ class MultiSteps:
                 shapes = jax.eval_shape(inner_step, acc_grads)[0]
                 return zeros_from_shapes(shapes), state.inner_opt_state
 
-            new_updates, new_inner = lax.cond(emit, lambda: inner_step(acc_grads), hold)
+            new_updates, new_inner = cond(emit, lambda: inner_step(acc_grads), hold)
             return new_updates, MultiStepsState(
                 mini_step=(safe_increment(state.mini_step) % k_steps).astype(jnp.int32),
                 gradient_step=jnp.where(emit, safe_increment(state.gradient_step), state.gradient_step),
@@ -242,7 +241,7 @@ class MultiSteps:
             shapes = jax.eval_shape(inner_step, state.acc_grads)[0]
             return zeros_from_shapes(shapes), state._replace(skip_state=skip_state)
 
-        return lax.cond(should_skip, skip_update, do_update)
+        return cond(should_skip, skip_update, do_update)
 
     def has_updated(self, state: MultiStepsState) -> jax.Array:
         """True iff the last `update` took an inner step (`mini_step == 0` and `gradient_step > 0`)."""

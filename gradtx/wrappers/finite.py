@@ -7,12 +7,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from gradtx._validation import check_int
 from gradtx.base import GradientTransformation, OptState, describe
 from gradtx.numerics import safe_increment
-from gradtx.wrappers._common import check_transformation, forwarding_update, zeros_from_shapes
+from gradtx.wrappers._common import check_transformation, cond, forwarding_update, zeros_from_shapes
 
 __all__ = ["ApplyIfFiniteState", "apply_if_finite"]
 
@@ -113,7 +112,7 @@ def apply_if_finite(inner: GradientTransformation, max_consecutive_errors: int) 
             return zeros_from_shapes(shapes), state.inner_state
 
         accepted = jnp.logical_or(finite, notfinite_count > max_consecutive_errors)
-        new_updates, new_inner = lax.cond(accepted, accept, reject)
+        new_updates, new_inner = cond(accepted, accept, reject)
         return new_updates, ApplyIfFiniteState(
             notfinite_count=notfinite_count,
             last_finite=finite,
