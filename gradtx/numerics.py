@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -11,6 +12,7 @@ __all__ = [
     "abs_sq",
     "bias_correction",
     "compute_dtype",
+    "debias_factor",
     "global_norm",
     "safe_increment",
     "stat_dtype",
@@ -114,3 +116,13 @@ def stat_dtype(x: Any) -> Any:
 def compute_dtype(*dtypes: Any) -> Any:
     """The promotion of `dtypes` with float32: the dtype used for divisions and square roots."""
     return jnp.promote_types(jnp.result_type(*dtypes), jnp.float32)
+
+
+@functools.partial(jax.jit, inline=True)
+def debias_factor(decay: Any, count: jax.Array) -> jax.Array:
+    """`1 - decay**count` for an int32 step counter: the divisor of Adam-style bias correction.
+
+    Jitted (and inlined) so that the power is never specialised on a concrete count: eagerly,
+    `decay ** count` would compile a new kernel for every step. The numbers equal optax's.
+    """
+    return 1 - decay**count

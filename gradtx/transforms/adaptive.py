@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from gradtx import _validation as _v
 from gradtx.base import GradientTransformation, Updates, describe
-from gradtx.numerics import abs_sq, compute_dtype, safe_increment, stat_dtype
+from gradtx.numerics import abs_sq, compute_dtype, debias_factor, safe_increment, stat_dtype
 
 __all__ = [
     "ScaleByAdamState",
@@ -141,11 +141,6 @@ def _zeros(params: Any, dtype: Any = None) -> Any:
 
 def _stat_full(params: Any, value: Any) -> Any:
     return jax.tree.map(lambda p: jnp.full(jnp.shape(p), value, stat_dtype(p)), params)
-
-
-def _debias_factor(decay: Any, count: jax.Array) -> jax.Array:
-    """`1 - decay**count`, computed exactly as optax does (count is an int32 scalar)."""
-    return 1 - decay**count
 
 
 def _check_beta(owner: str, name: str, value: Any) -> None:
@@ -419,9 +414,9 @@ def scale_by_adam(
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
         count = safe_increment(state.count)
-        bc1 = _debias_factor(b1, count)
-        bc2 = _debias_factor(b2, count)
-        bc1_next = _debias_factor(b1, safe_increment(count)) if nesterov else None
+        bc1 = debias_factor(b1, count)
+        bc2 = debias_factor(b2, count)
+        bc1_next = debias_factor(b1, safe_increment(count)) if nesterov else None
 
         def leaf(g, mu, nu):
             return adam_leaf(g, mu, nu, bc1, bc2, bc1_next, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
@@ -484,8 +479,8 @@ def scale_by_amsgrad(
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
         count = safe_increment(state.count)
-        bc1 = _debias_factor(b1, count) if bias_correction_mu else None
-        bc2 = _debias_factor(b2, count) if bias_correction_nu else None
+        bc1 = debias_factor(b1, count) if bias_correction_mu else None
+        bc2 = debias_factor(b2, count) if bias_correction_nu else None
 
         def leaf(g, mu, nu, nu_max):
             return amsgrad_leaf(g, mu, nu, nu_max, bc1, bc2, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
@@ -527,7 +522,7 @@ def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Gr
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
         count = safe_increment(state.count)
-        bc1 = _debias_factor(b1, count)
+        bc1 = debias_factor(b1, count)
 
         def leaf(g, mu, nu):
             return adamax_leaf(g, mu, nu, bc1, b1=b1, b2=b2, eps=eps)
@@ -643,7 +638,7 @@ def scale_by_rms(
         del params, extra_args
         if bias_correction:
             count = safe_increment(state.count)
-            bc = _debias_factor(decay, count)
+            bc = debias_factor(decay, count)
         else:
             bc = None
 
@@ -702,7 +697,7 @@ def scale_by_stddev(
         del params, extra_args
         if bias_correction:
             count = safe_increment(state.count)
-            bc = _debias_factor(decay, count)
+            bc = debias_factor(decay, count)
         else:
             bc = None
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from gradtx import _validation as _v
 from gradtx.base import GradientTransformation, Updates, describe
-from gradtx.numerics import compute_dtype, safe_increment
+from gradtx.numerics import compute_dtype, debias_factor, safe_increment
 
 __all__ = ["EmaState", "TraceState", "ema", "ema_leaf", "trace", "trace_leaf"]
 
@@ -156,7 +156,7 @@ def ema(decay: float, debias: bool = True, accumulator_dtype: Any = None) -> Gra
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
         count = safe_increment(state.count)
-        bc = 1 - decay**count if debias else None
+        bc = debias_factor(decay, count) if debias else None
         treedef = jax.tree.structure(updates)
         pairs = [
             ema_leaf(g, m, bc, decay=decay)

@@ -2,6 +2,7 @@ r"""Scalings of the updates: constant, learning rate, schedule, sign and trust r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -80,7 +81,7 @@ def scale(step_size: float) -> GradientTransformation:
         >>> tx.update(jnp.array([2.0]), tx.init(jnp.zeros(1)))[0]
         Array([-1.], dtype=float32)
     """
-    _v.check_real("scale", "step_size", step_size)
+    _v.check_real("scale", "step_size", step_size, low=-math.inf)
     return _constant_scale(step_size)
 
 
@@ -142,7 +143,7 @@ def scale_by_learning_rate(
             return updates, state
 
         return GradientTransformation(init, update)
-    _v.check_schedule_or_real(owner, "learning_rate", learning_rate)
+    _v.check_schedule_or_real(owner, "learning_rate", learning_rate, low=-math.inf)
     sign = -1 if flip_sign else 1
     if callable(learning_rate):
         return _schedule_scale(lambda count: sign * learning_rate(count))
