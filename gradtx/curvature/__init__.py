@@ -2,11 +2,32 @@
 
 Conventions: `loss(params, *args)` is a scalar JAX function and `*args` one batch of data; every
 estimator also accepts `batches=` (an iterable of batches) and then works with the
-batch-size-weighted average loss. Vectors are pytrees shaped like `params`. Nothing forms a
-dense Hessian; everything is built from Hessian-vector products and runs under `jax.jit`.
+batch-size-weighted average loss (see [`gradtx.curvature.data`][gradtx.curvature.data]). Vectors
+are pytrees shaped like `params`. Nothing forms a dense Hessian: everything is built from
+Hessian-vector products, runs inside `lax` loops and can be called under `jax.jit`.
+
+* operators: [`hvp`][gradtx.curvature.hvp], [`hessian_operator`][gradtx.curvature.hessian_operator],
+  [`gnvp`][gradtx.curvature.gnvp], [`gauss_newton_operator`][gradtx.curvature.gauss_newton_operator];
+* eigenvalues: [`eigsh`][gradtx.curvature.eigsh], [`operator_eigsh`][gradtx.curvature.operator_eigsh],
+  [`lanczos_tridiag`][gradtx.curvature.lanczos_tridiag];
+* trace: [`hessian_trace`][gradtx.curvature.hessian_trace] (Hutchinson, Hutch++);
+* density: [`spectral_density`][gradtx.curvature.spectral_density] (stochastic Lanczos quadrature);
+* analysis: [`condition_number`][gradtx.curvature.condition_number],
+  [`classify_critical_point`][gradtx.curvature.classify_critical_point].
 """
 
+from gradtx.curvature.analysis import (
+    CONDITION_KINDS,
+    CRITICAL_POINT_KINDS,
+    ConditionNumberReport,
+    CriticalPointReport,
+    classify_critical_point,
+    condition_number,
+    critical_point_core,
+    extreme_eigenpairs,
+)
 from gradtx.curvature.data import average_loss, batch_size, bind_loss, collect_batches
+from gradtx.curvature.density import operator_spectral_density, slq_nodes_weights, spectral_density
 from gradtx.curvature.lanczos import (
     DEFAULT_NUM_ITERS,
     LanczosResult,
@@ -15,21 +36,43 @@ from gradtx.curvature.lanczos import (
     operator_eigsh,
     tridiagonal_eigh,
 )
-from gradtx.curvature.operators import gauss_newton_operator, gnvp, hessian_operator, hvp
+from gradtx.curvature.operators import (
+    flatten_operator,
+    gauss_newton_operator,
+    gnvp,
+    hessian_operator,
+    hvp,
+)
+from gradtx.curvature.trace import TRACE_METHODS, hessian_trace, operator_trace
 
 __all__ = [
+    "CONDITION_KINDS",
+    "CRITICAL_POINT_KINDS",
     "DEFAULT_NUM_ITERS",
+    "TRACE_METHODS",
+    "ConditionNumberReport",
+    "CriticalPointReport",
     "LanczosResult",
     "average_loss",
     "batch_size",
     "bind_loss",
+    "classify_critical_point",
     "collect_batches",
+    "condition_number",
+    "critical_point_core",
     "eigsh",
+    "extreme_eigenpairs",
+    "flatten_operator",
     "gauss_newton_operator",
     "gnvp",
     "hessian_operator",
+    "hessian_trace",
     "hvp",
     "lanczos_tridiag",
     "operator_eigsh",
+    "operator_spectral_density",
+    "operator_trace",
+    "slq_nodes_weights",
+    "spectral_density",
     "tridiagonal_eigh",
 ]

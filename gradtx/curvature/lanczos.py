@@ -41,7 +41,8 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from gradtx._validation import check_int
-from gradtx.curvature.data import loss_from_parts, partition_data, prepare_data, static_callable
+from gradtx.curvature.data import partition_data, prepare_data, static_callable
+from gradtx.curvature.operators import bound_hessian_operator, flatten_operator
 
 __all__ = [
     "DEFAULT_NUM_ITERS",
@@ -78,20 +79,6 @@ def _default_key(key: Any) -> jax.Array:
     return jax.random.PRNGKey(0) if key is None else key
 
 
-def _flat_operator(matvec: Callable[[Any], Any], template: Any) -> tuple[Callable[[jax.Array], jax.Array], int, Any, Callable]:
-    """Wrap a pytree matvec as a map on flat vectors; return it, n, the flat dtype and unravel."""
-    flat, unravel = ravel_pytree(template)
-    dtype = flat.dtype
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"the params/template must hold floating-point arrays, got dtype {dtype}")
-
-    def mv(x: jax.Array) -> jax.Array:
-        out, _ = ravel_pytree(matvec(unravel(x)))
-        return out.astype(dtype)
-
-    return mv, int(flat.size), dtype, unravel
-
-
 def _lanczos_flat(mv: Callable[[jax.Array], jax.Array], n: int, dtype: Any, m: int, key: jax.Array, v0: jax.Array | None) -> LanczosResult:
     """Core Lanczos with full reorthogonalization on flat vectors (m <= n)."""
     key_start, key_restart = jax.random.split(key)
@@ -110,9 +97,15 @@ def _lanczos_flat(mv: Callable[[jax.Array], jax.Array], n: int, dtype: Any, m: i
             w = w - jnp.matmul(jnp.matmul(basis, w, precision=_HIGHEST), basis, precision=_HIGHEST)
         return w
 
+    # restart vectors after breakdown: a cheap counter-based pseudo-random vector (a sine hash of
+    # the index, the step and a key-derived phase), projected out of the basis twice; it only has
+    # to avoid the span of the basis, and it compiles much faster than a threefry draw in the loop
+    phase = jax.random.uniform(key_restart, (), dtype) * 100
+    index = jnp.arange(1, n + 1, dtype=dtype)
+
     def restart(j: jax.Array, basis: jax.Array) -> jax.Array:
-        r = jax.random.normal(jax.random.fold_in(key_restart, j), (n,), dtype)
-        r = project_out(basis, r)
+        x = jnp.sin(index * 12.9898 + (j + 1).astype(dtype) * 78.233 + phase) * 43758.5453
+        r = project_out(basis, x - jnp.floor(x) - 0.5)
         return r / jnp.maximum(jnp.linalg.norm(r), tiny)
 
     def body(j, carry):
@@ -175,9 +168,15 @@ def lanczos_tridiag(
         Lanczos 1950; Golub & Van Loan, *Matrix Computations*, 4th ed., Alg. 10.1.1, 2013.
     """
     _check_num_iters("lanczos_tridiag", num_iters)
-    mv, n, dtype, _ = _flat_operator(matvec, template)
+    if not callable(matvec):
+        raise TypeError(f"lanczos_tridiag: matvec must be callable, got {type(matvec).__name__}")
     v0_flat = None if v0 is None else ravel_pytree(v0)[0]
-    return _lanczos_flat(mv, n, dtype, min(num_iters, n), _default_key(key), v0_flat)
+
+    def run(template, key, v0_flat):
+        mv, n, dtype, _ = flatten_operator(matvec, template)
+        return _lanczos_flat(mv, n, dtype, min(num_iters, n), key, v0_flat)
+
+    return jax.jit(run)(template, _default_key(key), v0_flat)
 
 
 def tridiagonal_eigh(alpha: jax.Array, beta: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -270,7 +269,7 @@ def operator_eigsh(
     _check_eig_args(owner, k, which, num_iters, n)
 
     def run(template, key):
-        mv, n, dtype, _ = _flat_operator(matvec, template)
+        mv, n, dtype, _ = flatten_operator(matvec, template)
         return _lanczos_flat(mv, n, dtype, min(num_iters, n), key, None)
 
     res = jax.jit(run)(template, _default_key(key))
@@ -297,18 +296,17 @@ def _ritz_pairs(res: LanczosResult, template: Any, k: int, which: str) -> tuple[
 
 
 @functools.partial(jax.jit, static_argnames=("loss", "static", "weights", "num_iters"))
-def hessian_lanczos(loss, params, arrays, static, weights, key, num_iters: int) -> LanczosResult:
-    """Lanczos on the Hessian of the bound loss (compiled once per loss, data layout and num_iters)."""
-    f = loss_from_parts(loss, arrays, static, weights)
-    _, lin = jax.linearize(jax.grad(f), params)
-    mv, n, dtype, _ = _flat_operator(lin, params)
-    return _lanczos_flat(mv, n, dtype, min(num_iters, n), key, None)
+def hessian_lanczos(loss, params, arrays, static, weights, key, num_iters: int) -> tuple[Any, LanczosResult]:
+    """Gradient and Lanczos run on the Hessian of the bound loss (compiled once per loss, data layout, num_iters)."""
+    grad, lin = bound_hessian_operator(loss, params, arrays, static, weights)
+    mv, n, dtype, _ = flatten_operator(lin, params)
+    return grad, _lanczos_flat(mv, n, dtype, min(num_iters, n), key, None)
 
 
 def run_hessian_lanczos(
     owner: str, loss: Any, params: Any, args: tuple[Any, ...], batches: Any, key: Any, num_iters: int
-) -> LanczosResult:
-    """Validate, bind the data and run [`hessian_lanczos`] (shared by eigsh and the analysis tools)."""
+) -> tuple[Any, LanczosResult]:
+    """Validate, bind the data and run `hessian_lanczos`; returns `(gradient, LanczosResult)`."""
     loss = static_callable(owner, "loss", loss)
     _check_num_iters(owner, num_iters)
     _dimension(owner, params)
@@ -355,5 +353,5 @@ def eigsh(
     """
     owner = "eigsh"
     _check_eig_args(owner, k, which, num_iters, _dimension(owner, params))
-    res = run_hessian_lanczos(owner, loss, params, args, batches, key, num_iters)
+    _, res = run_hessian_lanczos(owner, loss, params, args, batches, key, num_iters)
     return _ritz_pairs(res, params, k=k, which=which)

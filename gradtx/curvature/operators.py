@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 
 from gradtx.curvature.data import (
     as_args,
@@ -25,6 +26,8 @@ from gradtx.curvature.data import (
 )
 
 __all__ = [
+    "bound_hessian_operator",
+    "flatten_operator",
     "gauss_newton_operator",
     "gnvp",
     "hessian_operator",
@@ -32,6 +35,39 @@ __all__ = [
 ]
 
 Matvec = Callable[[Any], Any]
+
+
+def flatten_operator(matvec: Matvec, template: Any) -> tuple[Callable[[jax.Array], jax.Array], int, Any, Callable[[jax.Array], Any]]:
+    """View a pytree linear map as a map on flat vectors.
+
+    Args:
+        matvec: linear map on pytrees shaped like `template`.
+        template: a pytree of floating-point arrays.
+
+    Returns:
+        `(mv, n, dtype, unravel)`: `mv` maps flat `(n,)` vectors (coordinates of
+        `jax.flatten_util.ravel_pytree(template)`) to flat vectors of `dtype`; `unravel` maps a flat
+        vector back to a pytree.
+
+    Raises:
+        TypeError: when the template's leaves are not floating point.
+    """
+    flat, unravel = ravel_pytree(template)
+    dtype = flat.dtype
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"the params/template must hold floating-point arrays, got dtype {dtype}")
+
+    def mv(x: jax.Array) -> jax.Array:
+        out, _ = ravel_pytree(matvec(unravel(x)))
+        return out.astype(dtype)
+
+    return mv, int(flat.size), dtype, unravel
+
+
+def bound_hessian_operator(loss: Callable[..., Any], params: Any, arrays: Any, static: Any, weights: tuple[float, ...]) -> tuple[Any, Matvec]:
+    """`(∇L(θ), v ↦ ∇²L(θ) v)` for a loss bound to data split by `data.partition_data` (traceable)."""
+    f = loss_from_parts(loss, arrays, static, weights)
+    return jax.linearize(jax.grad(f), params)
 
 
 def _match_tangent(owner: str, params: Any, v: Any) -> Any:
