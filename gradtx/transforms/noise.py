@@ -68,9 +68,9 @@ def add_noise(
     _v.check_real(owner, "eta", eta, low=0.0)
     _v.check_real(owner, "gamma", gamma, low=0.0)
     if seed is not None:
-        warnings.warn(f"{owner}: seed is deprecated, pass key instead.", DeprecationWarning, stacklevel=3)
         if key is not None:
             raise ValueError(f"{owner}: give only one of key and seed, got key={key!r} and seed={seed!r}")
+        warnings.warn(f"{owner}: seed is deprecated, pass key instead.", DeprecationWarning, stacklevel=3)
         key = seed
     if key is None:
         warnings.warn(f"{owner}: no key given, using seed 0; pass key=... explicitly.", stacklevel=3)
