@@ -7,11 +7,11 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from gradtx._validation import check_int, check_real, is_traced
 from gradtx.base import GradientTransformation, describe
 from gradtx.numerics import safe_increment
+from gradtx.wrappers._common import cond
 
 __all__ = ["ReduceLROnPlateauState", "reduce_on_plateau"]
 
@@ -164,7 +164,7 @@ def reduce_on_plateau(
         count = safe_increment(state.count)
         avg = (state.count * state.avg_value + jnp.asarray(value).astype(state.avg_value.dtype)) / count
         state = state._replace(avg_value=avg.astype(state.avg_value.dtype), count=count)
-        state = lax.cond(count == accumulation_size, evaluate, lambda s: s, state)
+        state = cond(count == accumulation_size, lambda: evaluate(state), lambda: state)
         return jax.tree.map(lambda g: state.scale * g, updates), state
 
     return GradientTransformation(init, update)
