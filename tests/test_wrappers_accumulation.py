@@ -28,15 +28,12 @@ def _grads(step, params):
     }
 
 
-def _gradtx_adam(lr):
-    return gradtx.chain(gradtx.scale_by_adam(), gradtx.scale_by_learning_rate(lr))
-
 
 class MeanGradientTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     @parameterized.parameters(1, 2, 4)
     def test_k_steps_equal_one_inner_step_on_the_mean(self, k):
-        inner = _gradtx_adam(0.1)
+        inner = gradtx.adam(0.1)
         ms = gradtx.MultiSteps(inner, every_k_schedule=k)
         update = self.variant(ms.update)
         params = _params()
@@ -68,13 +65,15 @@ class MeanGradientTest(chex.TestCase):
 class VsOptaxTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     @parameterized.named_parameters(
-        ("mean_k3", 3, True),
-        ("sum_k2", 2, False),
-        ("schedule", lambda step: 1 + step % 3, True),
+        ("adam_mean_k3", "adam", 3, True),
+        ("sgd_sum_k2", "sgd", 2, False),
+        ("adam_schedule", "adam", lambda step: 1 + step % 3, True),
     )
-    def test_adam_matches_optax_for_40_steps(self, every_k, use_mean):
-        ms = gradtx.MultiSteps(_gradtx_adam(0.05), every_k, use_grad_mean=use_mean)
-        ref = optax.MultiSteps(optax.adam(0.05), every_k, use_grad_mean=use_mean)
+    def test_matches_optax_for_40_steps(self, opt, every_k, use_mean):
+        inner = gradtx.adam(0.05) if opt == "adam" else gradtx.sgd(0.05, momentum=0.9, nesterov=True)
+        ref_inner = optax.adam(0.05) if opt == "adam" else optax.sgd(0.05, momentum=0.9, nesterov=True)
+        ms = gradtx.MultiSteps(inner, every_k, use_grad_mean=use_mean)
+        ref = optax.MultiSteps(ref_inner, every_k, use_grad_mean=use_mean)
         update, ref_update = self.variant(ms.update), jax.jit(ref.update)
         p, rp = _params(), _params()
         s, rs = ms.init(p), ref.init(rp)

@@ -31,9 +31,6 @@ def _grads(step, bad=None):
     return g
 
 
-def _gradtx_adam(lr):
-    return gradtx.chain(gradtx.scale_by_adam(), gradtx.scale_by_learning_rate(lr))
-
 
 def _assert_bit_identical(a, b):
     la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
@@ -46,7 +43,7 @@ def _assert_bit_identical(a, b):
 class RejectedStepTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     def test_nan_and_inf_steps_leave_params_and_state_bit_identical(self):
-        tx = gradtx.apply_if_finite(_gradtx_adam(0.1), max_consecutive_errors=3)
+        tx = gradtx.apply_if_finite(gradtx.adam(0.1), max_consecutive_errors=3)
         update = self.variant(tx.update)
         params = _params()
         state = tx.init(params)
@@ -126,7 +123,7 @@ def test_counters_and_acceptance_match_hand_computation(flags, max_errors):
 def test_gives_up_after_max_consecutive_errors_like_optax():
     """The (max+1)-th consecutive bad step reaches the inner transformation (NaN poisons it)."""
     max_errors = 2
-    tx = gradtx.apply_if_finite(_gradtx_adam(0.1), max_errors)
+    tx = gradtx.apply_if_finite(gradtx.adam(0.1), max_errors)
     ref = optax.apply_if_finite(optax.adam(0.1), max_errors)
     params = _params()
     s, rs = tx.init(params), ref.init(params)
@@ -152,7 +149,7 @@ class VsOptaxTest(chex.TestCase):
     def test_random_bad_steps_match_optax_for_40_steps(self):
         rng = np.random.default_rng(0)
         bad_steps = set(rng.choice(40, size=9, replace=False).tolist())
-        tx = gradtx.apply_if_finite(_gradtx_adam(0.05), max_consecutive_errors=5)
+        tx = gradtx.apply_if_finite(gradtx.adam(0.05), max_consecutive_errors=5)
         ref = optax.apply_if_finite(optax.adam(0.05), max_consecutive_errors=5)
         update, ref_update = self.variant(tx.update), jax.jit(ref.update)
         p, rp = _params(), _params()

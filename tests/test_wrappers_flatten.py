@@ -25,12 +25,9 @@ def _grads(step, params):
     return jax.tree.map(lambda p: jnp.sin(0.4 * step + 3.0 * p) + 0.1 * p, params)
 
 
-def _gradtx_adam(lr):
-    return gradtx.chain(gradtx.scale_by_adam(), gradtx.scale_by_learning_rate(lr))
-
 
 # Shared by both variants, so the reference updates compile once.
-_PLAIN = _gradtx_adam(0.05)
+_PLAIN = gradtx.adam(0.05)
 _PLAIN_UPDATE = jax.jit(_PLAIN.update)
 _REF = optax.flatten(optax.adam(0.05))
 _REF_UPDATE = jax.jit(_REF.update)
@@ -39,7 +36,7 @@ _REF_UPDATE = jax.jit(_REF.update)
 class FlattenAdamTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     def test_flattened_adam_equals_adam_per_leaf_for_40_steps(self):
-        flat, plain, ref = gradtx.flatten(_gradtx_adam(0.05)), _PLAIN, _REF
+        flat, plain, ref = gradtx.flatten(gradtx.adam(0.05)), _PLAIN, _REF
         update, plain_update, ref_update = self.variant(flat.update), _PLAIN_UPDATE, _REF_UPDATE
         p = q = r = _params()
         s, ps, rs = flat.init(p), plain.init(q), ref.init(r)
