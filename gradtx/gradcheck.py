@@ -26,7 +26,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 from gradtx import _validation as v
 
@@ -129,29 +128,57 @@ def _rng(owner: str, key: Any) -> np.random.Generator:
     raise TypeError(f"{owner}: key must be None, an int seed or a jax.random key, got {key!r}")
 
 
+def _is_array(x: Any) -> bool:
+    return isinstance(x, (jax.Array, np.ndarray, np.generic))
+
+
 def _to_float64(x: Any) -> Any:
-    if isinstance(x, (float, np.floating)) or (
-        isinstance(x, (jax.Array, np.ndarray)) and jnp.issubdtype(x.dtype, jnp.floating)
-    ):
+    """Floating arrays to float64 (traceable); other values unchanged."""
+    if jnp.issubdtype(jnp.result_type(x), jnp.floating):
         return jnp.asarray(x, jnp.float64)
     return x
 
 
 @dataclasses.dataclass
 class _Problem:
-    """The parameters flattened to one float64 vector, and how to map indices back to leaves."""
+    """Where each parameter leaf sits in one flat float64 vector, and `f` as a function of it.
 
-    x0: jax.Array
-    fun: Callable[[jax.Array], jax.Array]
+    Only NumPy metadata is held here: the flattening itself happens inside the compiled check,
+    so no eager JAX operation (each one a small compilation) runs outside it.
+    """
+
+    f: Callable[..., Any]
+    treedef: Any
     paths: list[str]
     shapes: list[tuple[int, ...]]
     offsets: np.ndarray  # start of each leaf in the flat vector
-    segments: jax.Array  # leaf number of each flat coordinate
+    segments: np.ndarray  # leaf number of each flat coordinate (int32)
     nonempty: list[int]  # leaves with at least one element
+    args_treedef: Any
+    args_is_array: list[bool]
+    args_static: list[Any]  # the non-array leaves of args
 
     @property
     def size(self) -> int:
-        return int(self.x0.shape[0])
+        return int(self.segments.shape[0])
+
+    def ravel(self, params: Any) -> jax.Array:
+        leaves = jax.tree_util.tree_leaves(params)
+        return jnp.concatenate([jnp.ravel(jnp.asarray(x, jnp.float64)) for x in leaves])
+
+    def unravel(self, x: jax.Array) -> Any:
+        leaves = [
+            x[int(o) : int(o) + int(np.prod(shape, dtype=np.int64))].reshape(shape)
+            for o, shape in zip(self.offsets, self.shapes)
+        ]
+        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+
+    def function(self, arrays: list[Any]) -> Callable[[jax.Array], jax.Array]:
+        """`x ↦ f(unravel(x), *args)` with the array leaves of args given (cast to float64)."""
+        it_arr, it_static = iter(arrays), iter(self.args_static)
+        leaves = [_to_float64(next(it_arr)) if m else next(it_static) for m in self.args_is_array]
+        args = jax.tree_util.tree_unflatten(self.args_treedef, leaves)
+        return lambda x: self.f(self.unravel(x), *args)
 
     def locate(self, flat_index: int) -> tuple[int, tuple[int, ...]]:
         leaf = int(np.searchsorted(self.offsets, flat_index, side="right") - 1)
@@ -160,9 +187,9 @@ class _Problem:
         return leaf, index
 
 
-def _problem(owner: str, f: Callable, params: Any, args: tuple) -> _Problem:
-    """Build the flat float64 problem; must be called inside `jax.enable_x64(True)`."""
-    leaves_with_paths, _ = jax.tree_util.tree_flatten_with_path(params)
+def _problem(owner: str, f: Callable, params: Any, args: tuple) -> tuple[_Problem, list[Any]]:
+    """The problem's layout and the array leaves of `args`; call inside `jax.enable_x64(True)`."""
+    leaves_with_paths, treedef = jax.tree_util.tree_flatten_with_path(params)
     if not leaves_with_paths:
         raise ValueError(f"{owner}: params has no array leaves to check")
     paths, shapes = [], []
@@ -176,17 +203,19 @@ def _problem(owner: str, f: Callable, params: Any, args: tuple) -> _Problem:
             )
         paths.append(name)
         shapes.append(tuple(np.shape(leaf)))
-    params64 = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), params)
-    args64 = jax.tree.map(_to_float64, args)
-    x0, unravel = ravel_pytree(params64)
     sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    segments = jnp.asarray(np.repeat(np.arange(len(sizes)), sizes), jnp.int32)
+    segments = np.repeat(np.arange(len(sizes), dtype=np.int32), sizes)
+    nonempty = [i for i, s in enumerate(sizes) if s > 0]
+    if not nonempty:
+        raise ValueError(f"{owner}: every params leaf is empty; nothing to check")
+    arg_leaves, args_treedef = jax.tree_util.tree_flatten(args)
+    is_array = [_is_array(x) for x in arg_leaves]
+    arrays = [x for x, m in zip(arg_leaves, is_array) if m]
+    static = [x for x, m in zip(arg_leaves, is_array) if not m]
+    problem = _Problem(f, treedef, paths, shapes, offsets, segments, nonempty, args_treedef, is_array, static)
 
-    def fun(x):
-        return f(unravel(x), *args64)
-
-    out = jax.eval_shape(fun, x0)
+    out = jax.eval_shape(lambda p, arr: problem.function(arr)(problem.ravel(p)), params, arrays)
     if not (isinstance(out, jax.ShapeDtypeStruct) and out.shape == () and jnp.issubdtype(out.dtype, jnp.floating)):
         raise TypeError(
             f"{owner}: f(params, *args) must return a real scalar, got {out!r}; reduce it (e.g. "
@@ -197,10 +226,7 @@ def _problem(owner: str, f: Callable, params: Any, args: tuple) -> _Problem:
             f"{owner}: f returned {out.dtype} for float64 inputs; the check needs f to keep the "
             f"inputs' precision (avoid hard-coded float32 casts)"
         )
-    nonempty = [i for i, s in enumerate(sizes) if s > 0]
-    if not nonempty:
-        raise ValueError(f"{owner}: every params leaf is empty; nothing to check")
-    return _Problem(x0, fun, paths, shapes, offsets, segments, nonempty)
+    return problem, arrays
 
 
 def _check_plan(
@@ -218,7 +244,7 @@ def _check_plan(
     rows = np.tile(np.arange(num_directions, dtype=np.int32), len(problem.nonempty))
     coords = np.full(leaf_ids.shape, -1, np.int32)
     if per_coordinate:
-        leaf_ids = np.concatenate([leaf_ids, np.asarray(problem.segments)])
+        leaf_ids = np.concatenate([leaf_ids, problem.segments])
         rows = np.concatenate([rows, np.zeros(n, np.int32)])
         coords = np.concatenate([coords, np.arange(n, dtype=np.int32)])
     if leaf_ids.size == 0:
@@ -231,11 +257,12 @@ def _check_plan(
 
 
 def _direction(
-    problem: _Problem, noise: jax.Array, row: jax.Array, leaf: jax.Array, coord: jax.Array
+    segments: jax.Array, noise: jax.Array, row: jax.Array, leaf: jax.Array, coord: jax.Array
 ) -> jax.Array:
-    z = noise[row] * (problem.segments == leaf)
+    n = segments.shape[0]
+    z = noise[row] * (segments == leaf)
     z = z / jnp.maximum(jnp.linalg.norm(z), 1e-300)
-    return jnp.where(coord >= 0, jax.nn.one_hot(coord, problem.size, dtype=jnp.float64), z)
+    return jnp.where(coord >= 0, jax.nn.one_hot(coord, n, dtype=jnp.float64), z)
 
 
 def _map_checks(fn: Callable, records: Any, n: int) -> Any:
@@ -324,22 +351,23 @@ def gradcheck(
     _validate(owner, f, eps, num_directions, per_coordinate, rtol, atol)
     rng = _rng(owner, key)
     with jax.enable_x64(True):
-        problem = _problem(owner, f, params, args)
+        problem, arrays = _problem(owner, f, params, args)
         noise, records = _check_plan(owner, problem, num_directions, per_coordinate, rng)
         _, leaf_ids, coords = records
-        x0, fun, h = problem.x0, problem.fun, jnp.float64(eps)
+        h = float(eps)
 
         @jax.jit
-        def run(noise, records):
+        def run(params, arrays, segments, noise, records):
+            x0, fun = problem.ravel(params), problem.function(arrays)
             grad = jax.grad(fun)(x0)
 
             def one(record):
-                u = _direction(problem, noise, *record)
+                u = _direction(segments, noise, *record)
                 return jnp.vdot(grad, u), _central(fun, x0, h, u)
 
             return _map_checks(one, records, problem.size)
 
-        analytic, numerical = run(noise, records)
+        analytic, numerical = run(params, arrays, problem.segments, noise, records)
         analytic, numerical = np.asarray(analytic), np.asarray(numerical)
         err, rel, ratio = _ratios(analytic, numerical, float(rtol), float(atol))
         worst = int(np.argmax(ratio))
@@ -410,13 +438,12 @@ def gradgradcheck(
     rng = _rng(owner, key)
     rtol_f, atol_f = float(rtol), float(atol)
     with jax.enable_x64(True):
-        problem = _problem(owner, f, params, args)
+        problem, arrays = _problem(owner, f, params, args)
         noise, records = _check_plan(owner, problem, num_directions, per_coordinate, rng)
-        x0, h = problem.x0, jnp.float64(eps)
-        grad_fn = jax.grad(problem.fun)
+        h = float(eps)
 
-        def one(noise, record):
-            u = _direction(problem, noise, *record)
+        def one(x0, grad_fn, segments, noise, record):
+            u = _direction(segments, noise, *record)
             analytic = jax.jvp(grad_fn, (x0,), (u,))[1]
             numerical = _central(grad_fn, x0, h, u)
             err = jnp.abs(analytic - numerical)
@@ -430,8 +457,12 @@ def gradgradcheck(
             i = jnp.argmax(ratio)
             return jnp.max(err), jnp.max(rel), ratio[i], i, analytic[i], numerical[i]
 
-        run = jax.jit(lambda noise, records: _map_checks(lambda r: one(noise, r), records, problem.size))
-        out = run(noise, records)
+        @jax.jit
+        def run(params, arrays, segments, noise, records):
+            x0, grad_fn = problem.ravel(params), jax.grad(problem.function(arrays))
+            return _map_checks(lambda r: one(x0, grad_fn, segments, noise, r), records, problem.size)
+
+        out = run(params, arrays, problem.segments, noise, records)
         err, rel, ratio, idx, a_worst, n_worst = (np.asarray(o) for o in out)
         worst = int(np.argmax(ratio))
         leaf, index = problem.locate(int(idx[worst]))

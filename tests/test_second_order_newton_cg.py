@@ -1,5 +1,7 @@
 """Tests of gradtx.second_order.newton_cg: truncated Newton by conjugate gradients."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -27,6 +29,11 @@ def run(tx, f, params, steps):
         return history
 
     return go(params)
+
+
+def one_update(tx, f, params):
+    """One compiled update from a fresh state, with the gradient of `f` at `params`."""
+    return jax.jit(lambda p: tx.update(jax.grad(f)(p), tx.init(p), p, value_fn=f))(params)
 
 
 def planted_quadratic(n, eigenvalues, seed):
@@ -102,7 +109,7 @@ def test_one_step_matches_dense_damped_newton():
         f = quadratic_loss(a, b, jnp.float64)
         params = {"a": jnp.asarray(x0[:3]), "b": jnp.asarray(x0[3:]).reshape(3, 1)}
         tx = scale_by_newton_cg(cg_iters=n, damping=damping, tol=1e-12)
-        d, state = tx.update(jax.grad(f)(params), tx.init(params), params, value_fn=f)
+        d, state = one_update(tx, f, params)
     g = a @ x0 - b
     expected = np.linalg.solve(a + damping * np.eye(n), g)
     np.testing.assert_allclose(flat(d), expected, rtol=1e-9, atol=1e-12)
@@ -118,7 +125,7 @@ def test_iterations_equal_number_of_distinct_eigenvalues():
         f = quadratic_loss(a, b, jnp.float64)
         params = {"a": jnp.zeros(5, jnp.float64), "b": jnp.zeros(7, jnp.float64)}
         tx = scale_by_newton_cg(cg_iters=n, tol=1e-10)
-        d, state = tx.update(jax.grad(f)(params), tx.init(params), params, value_fn=f)
+        d, state = one_update(tx, f, params)
     assert int(state.cg_iterations) == 3
     np.testing.assert_allclose(flat(d), np.linalg.solve(a, -b), rtol=1e-8)
 
@@ -130,7 +137,7 @@ def test_one_iteration_is_exact_line_search_steepest_descent():
         f = quadratic_loss(a, b, jnp.float64)
         params = {"a": jnp.ones(2, jnp.float64), "b": jnp.ones(3, jnp.float64)}
         tx = scale_by_newton_cg(cg_iters=1)
-        d, state = tx.update(jax.grad(f)(params), tx.init(params), params, value_fn=f)
+        d, state = one_update(tx, f, params)
     g = a @ np.ones(n) - b
     np.testing.assert_allclose(flat(d), (g @ g) / (g @ a @ g) * g, rtol=1e-10)
     assert int(state.cg_iterations) == 1
@@ -166,12 +173,35 @@ def test_negative_curvature_on_first_iteration_returns_the_gradient():
     params = {"a": jnp.asarray(x0[:1], jnp.float32), "b": jnp.asarray(x0[1:], jnp.float32)}
     g = jax.grad(f)(params)
     tx = newton_cg(learning_rate=1.0, cg_iters=10)
-    u, (state, _) = tx.update(g, tx.init(params), params, value_fn=f)
+    u, (state, _) = one_update(tx, f, params)
     chex.assert_trees_all_close(u, jax.tree.map(jnp.negative, g), rtol=0, atol=0)
     assert bool(state.negative_curvature) and int(state.cg_iterations) == 1
     assert float(state.relative_residual) == pytest.approx(1.0)
     new = gradtx.apply_updates(params, u)
     assert float(f(new)) < float(f(params))
+
+
+def _indefinite_loss(params, a, b):
+    x = jnp.concatenate([params["a"], params["b"]])
+    return 0.5 * x @ a @ x - b @ x
+
+
+_INDEFINITE_TX = newton_cg(learning_rate=1.0, cg_iters=8)
+
+
+@jax.jit
+def _indefinite_run(params, a, b):
+    # the matrix is an argument: one compilation serves every hypothesis example
+    f = functools.partial(_indefinite_loss, a=a, b=b)
+
+    def step(carry, _):
+        p, s = carry
+        u, s = _INDEFINITE_TX.update(jax.grad(f)(p), s, p, value_fn=f)
+        p = gradtx.apply_updates(p, u)
+        return (p, s), (f(p), s[0].negative_curvature)
+
+    _, (losses, negative) = jax.lax.scan(step, (params, _INDEFINITE_TX.init(params)), None, length=5)
+    return jnp.concatenate([f(params)[None], losses]), negative
 
 
 @settings(max_examples=5, deadline=None)
@@ -181,23 +211,21 @@ def test_indefinite_quadratic_exits_without_nan_and_decreases(seed):
     eigenvalues = np.array([-2.0, -0.5, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0])
     a, b = planted_quadratic(n, eigenvalues, seed=seed)
     x0 = np.random.default_rng(seed + 1).normal(size=n)
-    f = quadratic_loss(a, b, jnp.float32)
     params = {"a": jnp.asarray(x0[:3], jnp.float32), "b": jnp.asarray(x0[3:], jnp.float32)}
-    tx = newton_cg(learning_rate=1.0, cg_iters=n)
-    ps, (states, _) = run(tx, f, params, 5)
-    chex.assert_tree_all_finite(ps)
+    losses, negative = _indefinite_run(params, jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32))
+    chex.assert_tree_all_finite(losses)
     # on a quadratic the truncated-Newton step with η = 1 lowers f exactly (CG iterate minimizes
     # the model on a subspace where it is convex; a first-iteration exit steps along −g with gᵀAg ≤ 0)
-    losses = np.array([float(f(params))] + [float(f(jax.tree.map(lambda x, i=i: x[i], ps))) for i in range(5)])
+    losses = np.asarray(losses)
     assert np.all(np.diff(losses) < 0), losses
-    assert bool(np.asarray(states.negative_curvature)[0])
+    assert bool(negative[0])
 
 
 def test_zero_gradient_gives_zero_direction():
     f = quadratic_loss(np.eye(3), np.zeros(3), jnp.float32)
     params = {"a": jnp.zeros(1), "b": jnp.zeros(2)}
     tx = scale_by_newton_cg(cg_iters=5)
-    d, state = tx.update(jax.grad(f)(params), tx.init(params), params, value_fn=f)
+    d, state = one_update(tx, f, params)
     chex.assert_trees_all_equal(d, params)
     assert int(state.cg_iterations) == 0 and float(state.relative_residual) == 0.0
 

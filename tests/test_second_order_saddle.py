@@ -23,7 +23,7 @@ def saddle_2d(p):
 
 
 def run(tx, f, params, steps):
-    """`steps` updates of `tx` on `f` in one compiled scan; returns final params, state, loss history."""
+    """`steps` updates of `tx` on `f` in one compiled scan: final params, state, params and loss history."""
 
     @jax.jit
     def go(params):
@@ -31,10 +31,10 @@ def run(tx, f, params, steps):
             p, s = carry
             u, s = tx.update(jax.grad(f)(p), s, p, value_fn=f)
             p = gradtx.apply_updates(p, u)
-            return (p, s), f(p)
+            return (p, s), (p, f(p))
 
-        (p, s), losses = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
-        return p, s, losses
+        (p, s), (path, losses) = jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
+        return p, s, path, losses
 
     return go(params)
 
@@ -45,7 +45,7 @@ def run(tx, f, params, steps):
 
 
 def test_plain_gradient_descent_is_stuck_at_the_saddle():
-    p, _, losses = run(gradtx.sgd(0.1), saddle_2d, jnp.zeros(2), 100)
+    p, _, _, losses = run(gradtx.sgd(0.1), saddle_2d, jnp.zeros(2), 100)
     chex.assert_trees_all_equal(p, jnp.zeros(2))
     assert float(losses[-1]) == 0.0
 
@@ -53,10 +53,9 @@ def test_plain_gradient_descent_is_stuck_at_the_saddle():
 def test_escape_reaches_the_minimum_from_the_exact_saddle():
     lr, step_size = 0.1, 1.0
     tx = gradtx.chain(saddle_escape(grad_tol=1e-3, curvature_tol=1e-3, step_size=step_size, num_iters=2), gradtx.sgd(lr))
+    p, state, path, losses = run(tx, saddle_2d, jnp.zeros(2), 100)
     # the first step moves a distance lr·step_size along ±e_y
-    u, _ = tx.update(jnp.zeros(2), tx.init(jnp.zeros(2)), jnp.zeros(2), value_fn=saddle_2d)
-    chex.assert_trees_all_close(jnp.abs(u), jnp.array([0.0, lr * step_size]), atol=1e-6)
-    p, state, losses = run(tx, saddle_2d, jnp.zeros(2), 100)
+    chex.assert_trees_all_close(jnp.abs(path[0]), jnp.array([0.0, lr * step_size]), atol=1e-6)
     losses = np.asarray(losses)
     assert abs(float(p[0])) < 1e-5
     assert abs(abs(float(p[1])) - np.sqrt(2.0)) < 1e-3
@@ -71,17 +70,23 @@ def test_escape_reaches_the_minimum_from_the_exact_saddle():
     assert float(escape_state.min_eigenvalue) == pytest.approx(2.0, rel=1e-3)
 
 
-@pytest.mark.parametrize("cubic", [0.1, -0.1])
-def test_escape_goes_to_the_lower_side(cubic):
-    # f(0, ±1) = −0.75 ± cubic: the lower side is −sign(cubic)·e_y, whatever Lanczos's sign
-    def f(p):
-        return saddle_2d(p) + cubic * p[1] ** 3
-
+def test_escape_goes_to_the_lower_side():
+    # f(0, ±1) = −0.75 ± c: the lower side is −sign(c)·e_y, whatever Lanczos's sign
     tx = gradtx.chain(saddle_escape(step_size=1.0, num_iters=2), gradtx.sgd(0.5))
-    u, state = tx.update(jax.grad(f)(jnp.zeros(2)), tx.init(jnp.zeros(2)), jnp.zeros(2), value_fn=f)
-    chex.assert_trees_all_close(u, jnp.array([0.0, -0.5 * np.sign(cubic)]), atol=1e-6)
-    assert int(state[0].escapes) == 1
-    assert float(state[0].min_eigenvalue) == pytest.approx(-2.0, rel=1e-4)
+
+    @jax.jit
+    def first_update(c):
+        def f(p):
+            return saddle_2d(p) + c * p[1] ** 3
+
+        p = jnp.zeros(2)
+        return tx.update(jax.grad(f)(p), tx.init(p), p, value_fn=f)
+
+    for cubic in (0.1, -0.1):
+        u, state = first_update(cubic)
+        chex.assert_trees_all_close(u, jnp.array([0.0, -0.5 * np.sign(cubic)]), atol=1e-6)
+        assert int(state[0].escapes) == 1
+        assert float(state[0].min_eigenvalue) == pytest.approx(-2.0, rel=1e-4)
 
 
 def test_pytree_quartic_with_two_negative_directions():
@@ -97,49 +102,51 @@ def test_pytree_quartic_with_two_negative_directions():
         return jnp.sum(aj * z**2 + z**4 / 4)
 
     params = {"u": jnp.zeros(3), "w": jnp.zeros((2, 2))}
-    stuck, _, _ = run(gradtx.sgd(0.05), f, params, 300)
+    stuck, _, _, _ = run(gradtx.sgd(0.05), f, params, 300)
     chex.assert_trees_all_equal(stuck, params)
     tx = gradtx.chain(saddle_escape(step_size=1.0, num_iters=7), gradtx.sgd(0.05))
-    p, state, losses = run(tx, f, params, 300)
+    p, state, _, losses = run(tx, f, params, 300)
     chex.assert_tree_all_finite(p)
     assert float(losses[-1]) == pytest.approx(-(1.0 + 0.25), abs=1e-4)
     assert int(state[0].escapes) >= 1
     # a minimum: the dense Hessian is positive definite there
     flat, unravel = jax.flatten_util.ravel_pytree(p)
-    eigs = np.linalg.eigvalsh(np.asarray(jax.hessian(lambda x: f(unravel(x)))(flat), np.float64))
+    eigs = np.linalg.eigvalsh(np.asarray(jax.jit(jax.hessian(lambda x: f(unravel(x))))(flat), np.float64))
     assert eigs.min() > 0.5
 
 
-def test_large_gradient_passes_through_exactly():
-    tx = saddle_escape()
+def test_passes_gradients_through_exactly_unless_at_a_saddle():
+    def f(p):
+        return saddle_2d(p["a"]) + p["b"] ** 2
+
+    tx = gradtx.chain(saddle_escape(num_iters=3), gradtx.sgd(0.1))
+    update = jax.jit(lambda g, s, p: tx.update(g, s, p, value_fn=f))
+    sgd = gradtx.sgd(0.1)
+
+    # 1. large gradient: no eigen-solve, the step is exactly sgd's
     params = {"a": jnp.array([0.3, -1.2]), "b": jnp.array(0.7)}
-    grads = jax.grad(lambda p: saddle_2d(p["a"]) + p["b"] ** 2)(params)
-    out, state = jax.jit(lambda g, s, p: tx.update(g, s, p, value_fn=lambda q: saddle_2d(q["a"]) + q["b"] ** 2))(
-        grads, tx.init(params), params
-    )
-    chex.assert_trees_all_equal(out, grads)
+    grads = jax.grad(f)(params)
+    u, (state, _) = update(grads, tx.init(params), params)
+    chex.assert_trees_all_equal(u, sgd.update(grads, sgd.init(params), params)[0])
     assert int(state.eigen_solves) == 0 and int(state.escapes) == 0 and int(state.count) == 1
     assert np.isnan(float(state.min_eigenvalue))
-    # in a chain with sgd, the step is exactly sgd's
-    chained = gradtx.chain(saddle_escape(), gradtx.sgd(0.1))
-    u, _ = chained.update(grads, chained.init(params), params, value_fn=lambda q: saddle_2d(q["a"]))
-    ref, _ = gradtx.sgd(0.1).update(grads, gradtx.sgd(0.1).init(params), params)
-    chex.assert_trees_all_equal(u, ref)
 
-
-def test_small_gradient_at_a_minimum_passes_through_exactly():
-    # near the minimum (0, √2): gradient tiny, Hessian diag(2, 4) positive definite: no escape
-    def f(p):
-        return saddle_2d(p) + 1e-5 * p[0]
-
-    p = jnp.array([0.0, np.sqrt(2.0)], jnp.float32)
-    g = jax.grad(f)(p)
-    assert float(jnp.linalg.norm(g)) < 1e-3
-    tx = saddle_escape(num_iters=2)
-    out, state = jax.jit(lambda g, s, p: tx.update(g, s, p, value_fn=f))(g, tx.init(p), p)
-    chex.assert_trees_all_equal(out, g)
+    # 2. at the minimum (0, √2, 0): gradient ~0 but Hessian diag(2, 4, 2) > 0: solve, no escape
+    params = {"a": jnp.array([0.0, np.sqrt(2.0)], jnp.float32), "b": jnp.array(0.0)}
+    grads = jax.grad(f)(params)
+    assert float(gradtx.numerics.global_norm(grads)) < 1e-3
+    u, (state, _) = update(grads, tx.init(params), params)
+    chex.assert_trees_all_equal(u, sgd.update(grads, sgd.init(params), params)[0])
     assert int(state.eigen_solves) == 1 and int(state.escapes) == 0
     assert float(state.min_eigenvalue) == pytest.approx(2.0, rel=1e-4)
+
+    # 3. at the saddle: the update is replaced by ±lr·step_size·e_y (the e_y component of params["a"])
+    params = jax.tree.map(jnp.zeros_like, params)
+    u, (state, _) = update(jax.grad(f)(params), tx.init(params), params)
+    chex.assert_trees_all_close(jax.tree.map(jnp.abs, u), {"a": jnp.array([0.0, 0.1]), "b": jnp.array(0.0)},
+                                atol=1e-6)
+    assert int(state.escapes) == 1
+    assert float(state.min_eigenvalue) == pytest.approx(-2.0, rel=1e-4)
 
 
 class SaddleEscapeVariantsTest(chex.TestCase):
@@ -189,7 +196,7 @@ def test_saddle_escape_validation_and_errors():
 
 def test_perturbed_gradient_escapes_the_saddle():
     tx = gradtx.chain(perturbed_gradient(grad_tol=1e-3, radius=0.1, key=0, t_thres=20), gradtx.sgd(0.1))
-    p, state, losses = run(tx, saddle_2d, jnp.zeros(2), 200)
+    p, state, _, losses = run(tx, saddle_2d, jnp.zeros(2), 200)
     assert float(losses[-1]) == pytest.approx(-1.0, abs=1e-4)
     assert abs(abs(float(p[1])) - np.sqrt(2.0)) < 1e-2
     assert int(state[0].perturbations) >= 1
@@ -216,18 +223,24 @@ def test_perturbations_are_spaced_by_t_thres():
 def test_large_gradient_is_not_perturbed():
     tx = perturbed_gradient(grad_tol=1e-3, radius=1.0, t_thres=0)
     g = {"a": jnp.array([1.0, 2.0]), "b": jnp.array(-0.5)}
-    out, state = tx.update(g, tx.init(g))
+    out, state = jax.jit(tx.update)(g, tx.init(g))
     chex.assert_trees_all_equal(out, g)
     assert int(state.perturbations) == 0
+
+
+@jax.jit
+def _perturbation_norm(key, radius):
+    # hyper-parameters may be traced: one compilation serves every example
+    tx = perturbed_gradient(radius=radius, key=key, t_thres=0)
+    g = {"a": jnp.zeros(3), "b": jnp.zeros((2, 2))}
+    out, _ = tx.update(g, tx.init(g))
+    return gradtx.numerics.global_norm(out)
 
 
 @settings(max_examples=10, deadline=None)
 @given(st.integers(min_value=0, max_value=2**31 - 1), st.floats(min_value=1e-3, max_value=10.0))
 def test_perturbation_lies_in_the_ball(seed, radius):
-    tx = perturbed_gradient(radius=radius, key=seed, t_thres=0)
-    g = {"a": jnp.zeros(3), "b": jnp.zeros((2, 2))}
-    out, _ = tx.update(g, tx.init(g))
-    norm = float(gradtx.numerics.global_norm(out))
+    norm = float(_perturbation_norm(jax.random.key(seed), radius))
     assert 0.0 < norm <= radius * (1 + 1e-6)
 
 
