@@ -11,6 +11,7 @@ import jax.numpy as jnp
 __all__ = [
     "abs_sq",
     "bias_correction",
+    "cast",
     "compute_dtype",
     "debias_factor",
     "global_norm",
@@ -94,9 +95,9 @@ def abs_sq(x: jax.Array, dtype: Any = None) -> jax.Array:
     x = jnp.asarray(x)
     if jnp.iscomplexobj(x):
         value = jnp.real(jnp.conj(x) * x)
-        return value if dtype is None else value.astype(dtype)
+        return value if dtype is None else cast(value, dtype)
     if dtype is not None:
-        x = x.astype(dtype)
+        x = cast(x, dtype)
     return x * x
 
 
@@ -107,7 +108,7 @@ def stat_dtype(x: Any) -> Any:
     statistics (so tiny `eps` values and squares of small or large gradients do not underflow or
     overflow), complex64 leaves get float32, float64 / complex128 leaves get float64.
     """
-    dtype = jnp.result_type(x)
+    dtype = x.dtype if hasattr(x, "dtype") else jnp.result_type(x)
     if not jnp.issubdtype(dtype, jnp.inexact):
         return jnp.dtype(jnp.float32)
     return jnp.promote_types(jnp.finfo(dtype).dtype, jnp.float32)
@@ -115,7 +116,17 @@ def stat_dtype(x: Any) -> Any:
 
 def compute_dtype(*dtypes: Any) -> Any:
     """The promotion of `dtypes` with float32: the dtype used for divisions and square roots."""
-    return jnp.promote_types(jnp.result_type(*dtypes), jnp.float32)
+    result = jnp.dtype(jnp.float32)
+    for dtype in dtypes:
+        result = jnp.promote_types(result, dtype)
+    return result
+
+
+def cast(x: jax.Array, dtype: Any) -> jax.Array:
+    """`x.astype(dtype)`, skipped when `x` already has that dtype (cheaper when run eagerly)."""
+    if getattr(x, "dtype", None) == dtype and isinstance(x, jax.Array):
+        return x
+    return jnp.asarray(x).astype(dtype)
 
 
 @functools.partial(jax.jit, inline=True)

@@ -35,9 +35,7 @@ def _matrices_only(params):
 
 PARITY_CASES = [
     ("constant", dict(weight_decay=0.05)),
-    ("zero", dict(weight_decay=0.0)),
     ("schedule", dict(weight_decay=_wd_schedule)),
-    ("mask_tree", dict(weight_decay=0.1, mask={"w": True, "b": False, "nested": {"s": True}})),
     ("mask_prefix", dict(weight_decay=0.1, mask={"w": False, "b": True, "nested": False})),
     ("mask_callable", dict(weight_decay=0.1, mask=_matrices_only)),
 ]

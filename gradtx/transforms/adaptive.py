@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from gradtx import _validation as _v
 from gradtx.base import GradientTransformation, Updates, describe
-from gradtx.numerics import abs_sq, compute_dtype, debias_factor, safe_increment, stat_dtype
+from gradtx.numerics import abs_sq, cast, compute_dtype, debias_factor, safe_increment, stat_dtype
 
 __all__ = [
     "ScaleByAdamState",
@@ -190,16 +190,16 @@ def adam_leaf(
         `(update, new_mu, new_nu)`; the update has `g`'s dtype.
     """
     cdt = compute_dtype(g.dtype, mu.dtype)
-    gc = g.astype(cdt)
-    mu_new = (1 - b1) * gc + b1 * mu.astype(cdt)
+    gc = cast(g, cdt)
+    mu_new = (1 - b1) * gc + b1 * cast(mu, cdt)
     nu_new = (1 - b2) * abs_sq(g, nu.dtype) + b2 * nu
     if bc1_next is None:
-        m_hat = mu_new / bc1.astype(cdt)
+        m_hat = mu_new / cast(bc1, cdt)
     else:
-        m_hat = b1 * (mu_new / bc1_next.astype(cdt)) + (1 - b1) * (gc / bc1.astype(cdt))
-    v_hat = nu_new / bc2.astype(nu_new.dtype)
+        m_hat = b1 * (mu_new / cast(bc1_next, cdt)) + (1 - b1) * (gc / cast(bc1, cdt))
+    v_hat = nu_new / cast(bc2, nu_new.dtype)
     update = m_hat / (jnp.sqrt(v_hat + eps_root) + eps)
-    return update.astype(g.dtype), mu_new.astype(mu.dtype), nu_new.astype(nu.dtype)
+    return cast(update, g.dtype), cast(mu_new, mu.dtype), cast(nu_new, nu.dtype)
 
 
 def amsgrad_leaf(
@@ -221,17 +221,17 @@ def amsgrad_leaf(
         `(update, new_mu, new_nu, new_nu_max)`.
     """
     cdt = compute_dtype(g.dtype, mu.dtype)
-    mu_new = (1 - b1) * g.astype(cdt) + b1 * mu.astype(cdt)
+    mu_new = (1 - b1) * cast(g, cdt) + b1 * cast(mu, cdt)
     nu_new = (1 - b2) * abs_sq(g, nu.dtype) + b2 * nu
-    m_hat = mu_new if bc1 is None else mu_new / bc1.astype(cdt)
-    nu_eff = nu_new if bc2 is None else nu_new / bc2.astype(nu_new.dtype)
+    m_hat = mu_new if bc1 is None else mu_new / cast(bc1, cdt)
+    nu_eff = nu_new if bc2 is None else nu_new / cast(bc2, nu_new.dtype)
     nu_max_new = jnp.maximum(nu_max, nu_eff)
     update = m_hat / (jnp.sqrt(nu_max_new + eps_root) + eps)
     return (
-        update.astype(g.dtype),
-        mu_new.astype(mu.dtype),
-        nu_new.astype(nu.dtype),
-        nu_max_new.astype(nu_max.dtype),
+        cast(update, g.dtype),
+        cast(mu_new, mu.dtype),
+        cast(nu_new, nu.dtype),
+        cast(nu_max_new, nu_max.dtype),
     )
 
 
@@ -243,12 +243,12 @@ def adamax_leaf(
     Where `nu` is 0 (zero gradients with `eps = 0`) the update is 0 instead of NaN.
     """
     cdt = compute_dtype(g.dtype, mu.dtype)
-    mu_new = (1 - b1) * g.astype(cdt) + b1 * mu.astype(cdt)
+    mu_new = (1 - b1) * cast(g, cdt) + b1 * cast(mu, cdt)
     nu_new = jnp.maximum(jnp.abs(g).astype(nu.dtype) + eps, b2 * nu)
-    m_hat = mu_new / bc1.astype(cdt)
+    m_hat = mu_new / cast(bc1, cdt)
     safe_nu = jnp.where(nu_new > 0, nu_new, 1)
     update = jnp.where(nu_new > 0, m_hat / safe_nu, 0)
-    return update.astype(g.dtype), mu_new.astype(mu.dtype), nu_new.astype(nu.dtype)
+    return cast(update, g.dtype), cast(mu_new, mu.dtype), cast(nu_new, nu.dtype)
 
 
 def lion_leaf(
@@ -265,7 +265,7 @@ def lion_leaf(
     `mode="smooth"` uses `tanh(smooth_beta·x)` and `mode="refined"` keeps `|x| < 1` linear.
     """
     cdt = compute_dtype(g.dtype, mu.dtype)
-    gc, mc = g.astype(cdt), mu.astype(cdt)
+    gc, mc = cast(g, cdt), cast(mu, cdt)
     x = (1 - b1) * gc + b1 * mc
     if mode == "hard":
         update = jnp.sign(x)
@@ -274,7 +274,7 @@ def lion_leaf(
     else:
         update = jnp.where(jnp.abs(x) < 1.0, x, jnp.sign(x))
     mu_new = (1 - b2) * gc + b2 * mc
-    return update.astype(g.dtype), mu_new.astype(mu.dtype)
+    return cast(update, g.dtype), cast(mu_new, mu.dtype)
 
 
 def rms_leaf(
@@ -292,14 +292,14 @@ def rms_leaf(
     `g / (sqrt(nu) + eps)`.
     """
     nu_new = (1 - decay) * abs_sq(g, nu.dtype) + decay * nu
-    nu_hat = nu_new if bc is None else nu_new / bc.astype(nu_new.dtype)
+    nu_hat = nu_new if bc is None else nu_new / cast(bc, nu_new.dtype)
     if eps_in_sqrt:
         scaling = jax.lax.rsqrt(nu_hat + eps)
     else:
         scaling = 1 / (jnp.sqrt(nu_hat) + eps)
     cdt = compute_dtype(g.dtype, scaling.dtype)
-    update = scaling.astype(cdt) * g.astype(cdt)
-    return update.astype(g.dtype), nu_new.astype(nu.dtype)
+    update = cast(scaling, cdt) * cast(g, cdt)
+    return cast(update, g.dtype), cast(nu_new, nu.dtype)
 
 
 def stddev_leaf(
@@ -317,20 +317,20 @@ def stddev_leaf(
     The variance `nu - |mu|²` is clamped at 0 (rounding can make it slightly negative).
     """
     cdt = compute_dtype(g.dtype, mu.dtype)
-    mu_new = (1 - decay) * g.astype(cdt) + decay * mu.astype(cdt)
+    mu_new = (1 - decay) * cast(g, cdt) + decay * cast(mu, cdt)
     nu_new = (1 - decay) * abs_sq(g, nu.dtype) + decay * nu
     if bc is None:
         mu_hat, nu_hat = mu_new, nu_new
     else:
-        mu_hat, nu_hat = mu_new / bc.astype(cdt), nu_new / bc.astype(nu_new.dtype)
+        mu_hat, nu_hat = mu_new / cast(bc, cdt), nu_new / cast(bc, nu_new.dtype)
     var = jnp.maximum(nu_hat - abs_sq(mu_hat, nu_hat.dtype), 0)
     if eps_in_sqrt:
         scaling = jax.lax.rsqrt(var + eps)
     else:
         scaling = 1 / (jnp.sqrt(var) + eps)
     cdt = compute_dtype(cdt, scaling.dtype)
-    update = scaling.astype(cdt) * g.astype(cdt)
-    return update.astype(g.dtype), mu_new.astype(mu.dtype), nu_new.astype(nu.dtype)
+    update = cast(scaling, cdt) * cast(g, cdt)
+    return cast(update, g.dtype), cast(mu_new, mu.dtype), cast(nu_new, nu.dtype)
 
 
 def rss_leaf(g: jax.Array, sum_sq: jax.Array, *, eps: Any) -> tuple[jax.Array, jax.Array]:
@@ -338,8 +338,8 @@ def rss_leaf(g: jax.Array, sum_sq: jax.Array, *, eps: Any) -> tuple[jax.Array, j
     s_new = abs_sq(g, sum_sq.dtype) + sum_sq
     scaling = jnp.where(s_new > 0, jax.lax.rsqrt(s_new + eps), 0.0)
     cdt = compute_dtype(g.dtype, scaling.dtype)
-    update = scaling.astype(cdt) * g.astype(cdt)
-    return update.astype(g.dtype), s_new.astype(sum_sq.dtype)
+    update = cast(scaling, cdt) * cast(g, cdt)
+    return cast(update, g.dtype), cast(s_new, sum_sq.dtype)
 
 
 # --------------------------------------------------------------------------------------------

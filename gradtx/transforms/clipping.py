@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from gradtx import _validation as _v
 from gradtx.base import EmptyState, GradientTransformation, describe
-from gradtx.numerics import abs_sq, compute_dtype, stat_dtype
+from gradtx.numerics import abs_sq, cast, compute_dtype, stat_dtype
 
 __all__ = [
     "ZeroNansState",
@@ -71,8 +71,8 @@ def clip_by_norm_leaf(g: jax.Array, max_norm: Any) -> jax.Array:
     cdt = compute_dtype(g.dtype, norm.dtype)
     keep = norm <= max_norm
     safe = jnp.where(keep, 1, norm)
-    scaled = (g.astype(cdt) / safe.astype(cdt)) * max_norm
-    return jnp.where(keep, g, scaled.astype(g.dtype))
+    scaled = (cast(g, cdt) / cast(safe, cdt)) * max_norm
+    return jnp.where(keep, g, cast(scaled, g.dtype))
 
 
 @describe
@@ -149,7 +149,7 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
 
         def leaf(g):
             cdt = compute_dtype(g.dtype, safe.dtype)
-            scaled = ((g.astype(cdt) / safe.astype(cdt)) * max_norm).astype(g.dtype)
+            scaled = ((cast(g, cdt) / cast(safe, cdt)) * max_norm).astype(g.dtype)
             return jnp.where(keep, g, scaled)
 
         return jax.tree.map(leaf, updates), state

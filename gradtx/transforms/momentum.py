@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from gradtx import _validation as _v
 from gradtx.base import GradientTransformation, Updates, describe
-from gradtx.numerics import compute_dtype, debias_factor, safe_increment
+from gradtx.numerics import cast, compute_dtype, debias_factor, safe_increment
 
 __all__ = ["EmaState", "TraceState", "ema", "ema_leaf", "trace", "trace_leaf"]
 
@@ -56,10 +56,10 @@ def trace_leaf(g: jax.Array, t: jax.Array, *, decay: Any, nesterov: bool) -> tup
     Returns `(update, new_trace)`; the update has `g`'s dtype, the trace `t`'s dtype.
     """
     dtype = jnp.promote_types(g.dtype, t.dtype)
-    gc = g.astype(dtype)
-    new_t = gc + decay * t.astype(dtype)
+    gc = cast(g, dtype)
+    new_t = gc + decay * cast(t, dtype)
     update = gc + decay * new_t if nesterov else new_t
-    return update.astype(g.dtype), new_t.astype(t.dtype)
+    return cast(update, g.dtype), cast(new_t, t.dtype)
 
 
 @describe
@@ -121,13 +121,13 @@ def ema_leaf(
     `bc` is `1 - decay**t` (None: no debiasing); where it is 0 (decay = 1) the update is `m`.
     """
     dtype = compute_dtype(g.dtype, m.dtype) if bc is not None else jnp.promote_types(g.dtype, m.dtype)
-    new_m = (1 - decay) * g.astype(dtype) + decay * m.astype(dtype)
+    new_m = (1 - decay) * cast(g, dtype) + decay * cast(m, dtype)
     if bc is None:
         update = new_m
     else:
-        bc = bc.astype(dtype)
+        bc = cast(bc, dtype)
         update = new_m / jnp.where(bc == 0, 1, bc)
-    return update.astype(g.dtype), new_m.astype(m.dtype)
+    return cast(update, g.dtype), cast(new_m, m.dtype)
 
 
 @describe

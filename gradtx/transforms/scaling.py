@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from gradtx import _validation as _v
 from gradtx.base import EmptyState, GradientTransformation, ScalarOrSchedule, describe
-from gradtx.numerics import abs_sq, compute_dtype, safe_increment
+from gradtx.numerics import abs_sq, cast, compute_dtype, safe_increment
 
 __all__ = [
     "ScaleByScheduleState",
@@ -191,7 +191,7 @@ def trust_ratio_leaf(
     zero = jnp.logical_or(p_norm == 0, u_norm == 0)
     denom = jnp.where(zero, 1, u_norm + eps)
     ratio = jnp.where(zero, 1, trust_coefficient * p_norm / denom)
-    return (u.astype(cdt) * ratio.astype(cdt)).astype(u.dtype)
+    return (cast(u, cdt) * cast(ratio, cdt)).astype(u.dtype)
 
 
 @describe

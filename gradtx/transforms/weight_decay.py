@@ -11,7 +11,7 @@ import numpy as np
 
 from gradtx import _validation as _v
 from gradtx.base import EmptyState, GradientTransformation, Params, ScalarOrSchedule, describe
-from gradtx.numerics import safe_increment
+from gradtx.numerics import cast, safe_increment
 
 __all__ = ["AddDecayedWeightsState", "add_decayed_weights", "decayed_weights_leaf"]
 
@@ -25,7 +25,7 @@ class AddDecayedWeightsState(NamedTuple):
 def decayed_weights_leaf(g: jax.Array, p: jax.Array, weight_decay: Any) -> jax.Array:
     """`g + weight_decay · p` for one leaf, in `g`'s dtype."""
     dtype = jnp.promote_types(g.dtype, p.dtype)
-    return (g.astype(dtype) + weight_decay * p.astype(dtype)).astype(g.dtype)
+    return (cast(g, dtype) + weight_decay * cast(p, dtype)).astype(g.dtype)
 
 
 def _is_static_bool(x: Any) -> bool:
