@@ -7,7 +7,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-
 from jax import lax
 
 from gradtx._validation import is_traced
