@@ -31,8 +31,11 @@ def _as_float(owner: str, name: str, value: Any) -> float | None:
     if isinstance(value, (jax.Array, np.ndarray, np.generic)):
         if np.ndim(value) != 0:
             raise TypeError(f"{owner}: {name} must be a scalar, got an array of shape {np.shape(value)}")
-        if not np.issubdtype(np.asarray(value).dtype, np.number) or np.iscomplexobj(value):
-            raise TypeError(f"{owner}: {name} must be a real number, got dtype {np.asarray(value).dtype}")
+        dtype = jax.numpy.result_type(value)
+        if not jax.numpy.issubdtype(dtype, jax.numpy.number) or jax.numpy.issubdtype(
+            dtype, jax.numpy.complexfloating
+        ):
+            raise TypeError(f"{owner}: {name} must be a real number, got dtype {dtype}")
         return float(value)
     raise TypeError(f"{owner}: {name} must be a real number, got {type(value).__name__}: {value!r}")
 

@@ -111,6 +111,11 @@ def _short_repr(value: Any) -> str:
             return repr(value.item())
         except Exception:  # a tracer
             return "<traced>"
+    if isinstance(value, dict) and any(isinstance(v, GradientTransformation) for v in value.values()):
+        return "{" + ", ".join(f"{k!r}: {_short_repr(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)) and any(isinstance(v, GradientTransformation) for v in value):
+        inner = ", ".join(_short_repr(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
     if callable(value) and not hasattr(value, "_gradtx_info"):
         name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
         return f"<function {name}>" if name else repr(value)

@@ -187,7 +187,6 @@ def test_hyperparam_dtype():
         gradtx.inject_hyperparams(gradtx.scale, hyperparam_dtype=jnp.int32)
 
 
-@pytest.mark.xfail(reason="gradtx._validation rejects concrete bfloat16 scalars (np.number check)", strict=False)
 def test_bfloat16_params_eager():
     params = {"h": jnp.ones(2, jnp.bfloat16)}
     tx = gradtx.inject_hyperparams(gradtx.scale)(step_size=0.5)
