@@ -92,8 +92,14 @@ def mlp_loss(params, x, y):
 
 
 def dense_hessian(loss, params, *args):
-    """The dense Hessian of `loss` in ravel_pytree coordinates, as float64 numpy."""
+    """The dense Hessian of `loss` in ravel_pytree coordinates, as float64 numpy (one jit compile)."""
     flat0, unravel = ravel_pytree(params)
-    h = jax.hessian(lambda z: loss(unravel(z), *args))(flat0)
+    h = jax.jit(jax.hessian(lambda z, *a: loss(unravel(z), *a)))(flat0, *args)
     h = np.asarray(h, np.float64)
     return 0.5 * (h + h.T)
+
+
+@functools.cache
+def mlp_dense_hessian():
+    """Dense Hessian of `mlp_loss` at `mlp_params()` on `mlp_data()` (cached per process)."""
+    return dense_hessian(mlp_loss, mlp_params(), *mlp_data())

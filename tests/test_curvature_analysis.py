@@ -1,6 +1,5 @@
 """Tests of gradtx.curvature.analysis (condition number, critical points) and batched estimators."""
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -153,20 +152,20 @@ def mse_loss(w, x, y):
 
 
 def test_estimators_on_uneven_batches_equal_full_data():
-    x, y, w, batches = _linear_regression()
-    hess = 2 * np.asarray(x, np.float64).T @ np.asarray(x, np.float64) / 10
+    x, _, w, batches = _linear_regression()
+    hess = 2 * np.asarray(x, np.float64).T @ np.asarray(x, np.float64) / 10  # full-data Hessian
     ev = np.linalg.eigvalsh(hess)
-    key = jax.random.PRNGKey(0)
 
     vals, _ = eigsh(mse_loss, w, k=3, num_iters=3, batches=batches)
     np.testing.assert_allclose(np.asarray(vals), ev, rtol=1e-4)
-    tr_full = hessian_trace(mse_loss, w, x, y, num_samples=4, key=key)
-    tr_batched = hessian_trace(mse_loss, w, num_samples=4, key=key, batches=batches)
-    np.testing.assert_allclose(float(tr_batched), float(tr_full), rtol=1e-5)
-    np.testing.assert_allclose(float(tr_full), np.trace(hess), rtol=0.5)  # sanity (4 Rademacher probes)
-    g_full, d_full = spectral_density(mse_loss, w, x, y, num_iters=3, num_runs=2, key=key, grid=64)
-    g_b, d_b = spectral_density(mse_loss, w, num_iters=3, num_runs=2, key=key, grid=64, batches=batches)
-    chex.assert_trees_all_close((g_b, d_b), (g_full, d_full), rtol=1e-4, atol=1e-5)
+    # Hutch++ with a sketch as wide as the space (3 columns for 3 params) is exact
+    tr = hessian_trace(mse_loss, w, num_samples=9, method="hutch++", batches=batches)
+    np.testing.assert_allclose(float(tr), np.trace(hess), rtol=1e-4)
+    # with 3 steps in 3 dimensions every quadrature node is an exact eigenvalue
+    grid, density = spectral_density(mse_loss, w, num_iters=3, num_runs=2, grid=jnp.linspace(0.0, 6.0, 601),
+                                     sigma=0.02, batches=batches)
+    peaks = np.asarray(grid)[1:-1][(density[1:-1] > density[:-2]) & (density[1:-1] > density[2:])]
+    np.testing.assert_allclose(np.sort(peaks), ev, atol=0.011)
     cond = condition_number(mse_loss, w, batches=batches)
     np.testing.assert_allclose(float(cond.condition_number), ev[-1] / ev[0], rtol=1e-4)
 
@@ -174,6 +173,7 @@ def test_estimators_on_uneven_batches_equal_full_data():
     report = classify_critical_point(mse_loss, w, batches=batches, grad_tol=1e-4)
     assert report.kind == "minimum"
     np.testing.assert_allclose([report.min_eigenvalue, report.max_eigenvalue], [ev[0], ev[-1]], rtol=1e-4)
+
     # ... but not of PyHessian's equal-weight average, which over-weights the short last batch
     def equal_weight(w, *parts):
         return sum(mse_loss(w, parts[2 * i], parts[2 * i + 1]) for i in range(3)) / 3

@@ -8,9 +8,9 @@ import pytest
 from _curvature_problems import (
     LARGE,
     NEGATIVE,
-    dense_hessian,
     flat,
     mlp_data,
+    mlp_dense_hessian,
     mlp_loss,
     mlp_params,
     quadratic_loss,
@@ -51,7 +51,7 @@ def test_mlp_eigsh_matches_dense_under_jit():
     params = mlp_params()
     x, y = mlp_data()
     n = ravel_pytree(params)[0].size
-    dense = np.linalg.eigvalsh(dense_hessian(mlp_loss, params, x, y))
+    dense = np.linalg.eigvalsh(mlp_dense_hessian())
     num_iters = 40
     assert num_iters < n
 
@@ -81,37 +81,50 @@ def test_lanczos_basis_is_orthonormal_and_tridiagonalizes():
     np.testing.assert_allclose(basis @ m @ basis.T, t, atol=1e-4)
 
 
+def quad_form(p, m):
+    return 0.5 * jnp.dot(p, jnp.dot(m, p))
+
+
+def diag_form(p, d):
+    return 0.5 * jnp.sum(d * p * p)
+
+
 def test_exact_when_num_iters_reaches_dimension_and_scipy_ordering():
     spectrum = np.array([-5.0, -1.0, 0.5, 2.0, 3.0, 4.5, 6.0])
     rng = np.random.default_rng(2)
     q, _ = np.linalg.qr(rng.standard_normal((7, 7)))
-    m = (q * spectrum) @ q.T
-    op = _dense_op(m)
-    vals, _ = operator_eigsh(op, jnp.zeros(7), k=7, num_iters=100)  # clipped to 7 steps
+    m = jnp.asarray((q * spectrum) @ q.T, jnp.float32)
+    x0 = jnp.ones(7)
+    vals, _ = eigsh(quad_form, x0, m, k=7, num_iters=100)  # clipped to 7 steps: exact
     np.testing.assert_allclose(np.asarray(vals), spectrum, atol=1e-5)
     # scipy.sparse.linalg.eigsh's order: ascending algebraic for every `which`
-    np.testing.assert_allclose(np.asarray(operator_eigsh(op, jnp.zeros(7), k=3, which="LM", num_iters=7)[0]),
+    np.testing.assert_allclose(np.asarray(eigsh(quad_form, x0, m, k=3, which="LM", num_iters=7)[0]),
                                [-5.0, 4.5, 6.0], atol=1e-5)
-    np.testing.assert_allclose(np.asarray(operator_eigsh(op, jnp.zeros(7), k=3, which="SA", num_iters=7)[0]),
+    np.testing.assert_allclose(np.asarray(eigsh(quad_form, x0, m, k=3, which="SA", num_iters=7)[0]),
                                [-5.0, -1.0, 0.5], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(eigsh(quad_form, x0, m, k=3, which="LA", num_iters=7)[0]),
+                               [3.0, 4.5, 6.0], atol=1e-5)
 
 
 def test_breakdown_on_invariant_subspace_gives_no_nan():
     # three distinct eigenvalues with multiplicity: the Krylov space of any start vector has
-    # dimension 3, so beta hits 0 at step 3; the restart keeps the iteration going
+    # dimension 3, so beta hits 0 at step 3. Finding eigenvalue 3 five times in 10 steps is only
+    # possible because the iteration restarts with fresh vectors orthogonal to the basis.
     d = jnp.array([1.0, 1, 1, 2, 2, 3, 3, 3, 3, 3])
-    vals, vecs = operator_eigsh(lambda v: d * v, jnp.zeros(10), k=5, which="LA", num_iters=10)
+    vals, vecs = eigsh(diag_form, jnp.ones(10), d, k=5, which="LA", num_iters=10)
     chex.assert_tree_all_finite((vals, vecs))
     np.testing.assert_allclose(np.asarray(vals), [3.0] * 5, atol=1e-5)
     v = np.asarray(vecs, np.float64)
     np.testing.assert_allclose(v @ v.T, np.eye(5), atol=1e-4)  # five independent eigenvectors of 3
     np.testing.assert_allclose(v[:, :5], 0.0, atol=1e-5)
-    res = lanczos_tridiag(lambda v: d * v, jnp.zeros(10), num_iters=10)
-    assert float(jnp.min(jnp.abs(res.beta))) < 1e-5  # breakdown did happen
-    # the zero operator: immediate breakdown at every step
-    vals0, vecs0 = operator_eigsh(lambda v: 0.0 * v, jnp.zeros(10), k=2, num_iters=4)
+    # the zero Hessian: breakdown at every step
+    vals0, vecs0 = eigsh(diag_form, jnp.ones(10), jnp.zeros(10), k=5, which="LA", num_iters=10)
     chex.assert_tree_all_finite((vals0, vecs0))
     np.testing.assert_allclose(np.asarray(vals0), 0.0, atol=0)
+    # and through the operator interface
+    vals1, vecs1 = operator_eigsh(lambda v: 0.0 * v, jnp.zeros(4), k=2, num_iters=4)
+    chex.assert_tree_all_finite((vals1, vecs1))
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(vecs1), axis=1), 1.0, rtol=1e-5)
 
 
 def test_num_iters_is_the_number_of_matvecs():

@@ -9,8 +9,8 @@ from _curvature_problems import (
     LARGE,
     NEGATIVE,
     N,
-    dense_hessian,
     mlp_data,
+    mlp_dense_hessian,
     mlp_loss,
     mlp_params,
     quadratic_loss,
@@ -42,7 +42,7 @@ def test_trace_of_quadratic_hutchinson_and_hutchplusplus():
 def test_trace_of_mlp_matches_dense_under_jit():
     params = mlp_params()
     x, y = mlp_data()
-    h = dense_hessian(mlp_loss, params, x, y)
+    h = mlp_dense_hessian()
     true = np.trace(h)
 
     @jax.jit

@@ -50,6 +50,10 @@ def as_args(batch: Any) -> tuple[Any, ...]:
 def batch_size(batch: Any) -> int:
     """Number of examples in a batch: the leading-axis length of its first array leaf.
 
+    Leaves are visited in `jax.tree_util` order (positional arguments in order, dict entries by
+    sorted key); scalars (Python numbers, 0-d arrays) are skipped, so a batch such as
+    `(temperature, x, y)` is sized by `x`.
+
     Args:
         batch: a tuple of arguments or a single argument (see [`as_args`][gradtx.curvature.data.as_args]).
 
@@ -60,11 +64,9 @@ def batch_size(batch: Any) -> int:
         shape = np.shape(leaf)
         if len(shape) >= 1:
             return int(shape[0])
-        break
     raise ValueError(
-        "cannot infer the size of a batch: its first leaf must be an array with a leading "
-        f"(example) axis, got {jax.tree_util.tree_structure(as_args(batch))} whose first leaf "
-        "is a scalar or missing."
+        "cannot infer the size of a batch: it must hold an array with a leading (example) axis, "
+        f"got a batch of structure {jax.tree_util.tree_structure(as_args(batch))} with only scalars."
     )
 
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from gradtx._validation import check_int, check_real
 from gradtx.curvature.data import partition_data, prepare_data, static_callable
-from gradtx.curvature.lanczos import DEFAULT_NUM_ITERS, _lanczos_flat, tridiagonal_eigh
+from gradtx.curvature.lanczos import DEFAULT_NUM_ITERS, _dimension, _lanczos_flat, tridiagonal_eigh
 from gradtx.curvature.operators import bound_hessian_operator, flatten_operator
 
 __all__ = [
@@ -217,5 +217,5 @@ def spectral_density(
     array_grid = None if grid_size is not None else grid
     return _density_core(
         loss, params, arrays, static, weights, _default_key(key), array_grid, sigma,
-        num_iters=num_iters, num_runs=num_runs, grid_size=grid_size,
+        num_iters=min(num_iters, _dimension(owner, params)), num_runs=num_runs, grid_size=grid_size,
     )

@@ -309,10 +309,11 @@ def run_hessian_lanczos(
     """Validate, bind the data and run `hessian_lanczos`; returns `(gradient, LanczosResult)`."""
     loss = static_callable(owner, "loss", loss)
     _check_num_iters(owner, num_iters)
-    _dimension(owner, params)
     data, weights = prepare_data(owner, args, batches)
     arrays, static = partition_data(data)
-    return hessian_lanczos(loss, params, arrays, static, weights, _default_key(key), num_iters)
+    n = _dimension(owner, params)
+    # clip before it becomes a static argument, so that e.g. num_iters=100 and 200 share a compile
+    return hessian_lanczos(loss, params, arrays, static, weights, _default_key(key), min(num_iters, n))
 
 
 def eigsh(

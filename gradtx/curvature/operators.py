@@ -18,7 +18,7 @@ from jax.flatten_util import ravel_pytree
 from gradtx.curvature.data import (
     as_args,
     bind_loss,
-    collect_batches,
+    combine_data,
     loss_from_parts,
     partition_data,
     prepare_data,
@@ -224,16 +224,17 @@ def gauss_newton_operator(
     owner = "gauss_newton_operator"
     if not callable(model_fn) or not callable(loss_fn):
         raise TypeError(f"{owner}: model_fn and loss_fn must be callables")
-    if batches is None:
-        parts = [(1.0, _gn_single(model_fn, loss_fn, params, args))]
-    else:
-        if args:
-            raise ValueError(f"{owner}: give either one batch as positional arguments or batches=..., not both")
-        arg_lists, weights = collect_batches(owner, batches)
-        parts = [(w, _gn_single(model_fn, loss_fn, params, as_args(a))) for a, w in zip(arg_lists, weights)]
+    data, weights = prepare_data(owner, args, batches)
+    return _gn_operator(model_fn, loss_fn, params, data, weights)
+
+
+def _gn_operator(model_fn: Callable[..., Any], loss_fn: Callable[[Any, Any], Any], params: Any,
+                 data: tuple[tuple[Any, ...], ...], weights: tuple[float, ...]) -> Matvec:
+    """`Σ_i w_i G_i` for the batches in `data` (each `(*inputs, targets)`)."""
+    parts = [(w, _gn_single(model_fn, loss_fn, params, as_args(a))) for a, w in zip(data, weights)]
 
     def matvec(v: Any) -> Any:
-        v = _match_tangent(owner, params, v)
+        v = _match_tangent("gauss_newton_operator", params, v)
         total = None
         for w, op in parts:
             term = jax.tree.map(lambda x, w=w: w * x, op(v)) if len(parts) > 1 else op(v)
@@ -241,6 +242,11 @@ def gauss_newton_operator(
         return total
 
     return matvec
+
+
+@functools.partial(jax.jit, static_argnames=("model_fn", "loss_fn", "static", "weights"))
+def _gnvp_core(model_fn, loss_fn, params, v, arrays, static, weights):
+    return _gn_operator(model_fn, loss_fn, params, combine_data(arrays, static), weights)(v)
 
 
 def gnvp(
@@ -272,4 +278,12 @@ def gnvp(
         Schraudolph, *Fast curvature matrix-vector products for second-order gradient descent*,
         Neural Computation 14(7), 2002.
     """
-    return gauss_newton_operator(model_fn, loss_fn, params, *args, batches=batches)(v)
+    owner = "gnvp"
+    model_fn = static_callable(owner, "model_fn", model_fn)
+    loss_fn = static_callable(owner, "loss_fn", loss_fn)
+    data, weights = prepare_data(owner, args, batches)
+    if any(len(a) < 1 for a in data):
+        raise ValueError(f"{owner}: a batch must hold at least the targets: args = (*inputs, targets)")
+    v = _match_tangent(owner, params, v)
+    arrays, static = partition_data(data)
+    return _gnvp_core(model_fn, loss_fn, params, v, arrays, static, weights)
