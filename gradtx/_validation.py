@@ -112,8 +112,8 @@ def check_dtype(owner: str, name: str, value: Any) -> None:
     if value is None:
         return
     try:
-        dtype = np.dtype(value)
+        dtype = jax.numpy.dtype(value)
     except TypeError:
         raise TypeError(f"{owner}: {name} must be None or a floating dtype, got {value!r}") from None
-    if not np.issubdtype(dtype, np.floating):
+    if not jax.numpy.issubdtype(dtype, jax.numpy.floating):
         raise TypeError(f"{owner}: {name} must be None or a floating dtype, got {dtype}")

@@ -136,7 +136,7 @@ def _format_call(name: str, arguments: Mapping[str, Any]) -> str:
 class _DescribedCallable:
     """A callable (e.g. a schedule) that prints as the call that made it."""
 
-    __slots__ = ("__wrapped__", "_fn", "_gradtx_info")
+    __slots__ = ("__weakref__", "__wrapped__", "_fn", "_gradtx_info")
 
     def __init__(self, fn: Callable, info: tuple[str, dict[str, Any]]):
         self._fn = fn
