@@ -271,6 +271,13 @@ def classify_critical_point(
     Returns:
         A [`CriticalPointReport`][gradtx.curvature.CriticalPointReport].
 
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.curvature import classify_critical_point
+        >>> report = classify_critical_point(lambda p: p[0] ** 2 - p[1] ** 2, jnp.zeros(2))
+        >>> report.kind, [abs(round(float(x), 3)) for x in report.escape_direction]
+        ('saddle', [0.0, 1.0])
+
     References:
         Nocedal & Wright, *Numerical Optimization*, 2nd ed., Thm. 2.3-2.4, 2006. Dauphin et al.,
         *Identifying and attacking the saddle point problem in high-dimensional non-convex

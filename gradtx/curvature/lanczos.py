@@ -16,7 +16,7 @@ precision, so no spurious copies of converged eigenvalues ("ghosts") appear. Mem
 
 Breakdown (`β_j ≈ 0`: the Krylov space is an invariant subspace, e.g. when `A` has fewer distinct
 eigenvalues than steps) is handled without NaN: `β_j` is set to 0 and the iteration continues
-from a fresh random vector orthogonal to the basis, so `T_m` becomes block-diagonal and still
+from a fresh pseudo-random vector orthogonal to the basis, so `T_m` becomes block-diagonal and still
 equals `Q_mᵀ A Q_m`.
 
 The iteration runs in one `lax.fori_loop`; every function here can be traced under `jax.jit`

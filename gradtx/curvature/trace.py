@@ -158,6 +158,16 @@ def hessian_trace(
     Raises:
         ValueError: `num_samples < 1` (or `< 3` for Hutch++), `method` not in the set.
 
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from gradtx.curvature import hessian_trace
+        >>> d = jnp.arange(1.0, 6.0)  # Hessian diag(1..5), trace 15
+        >>> # Rademacher probes are exact on a diagonal Hessian (z_i² = 1)
+        >>> est = hessian_trace(lambda p: 0.5 * jnp.sum(d * p**2), jnp.zeros(5), num_samples=4,
+        ...                     key=jax.random.PRNGKey(0))
+        >>> round(float(est), 3)
+        15.0
+
     References:
         Hutchinson 1990; Meyer, Musco, Musco & Woodruff, *Hutch++*, SOSA 2021; Yao et al.,
         *PyHessian*, IEEE BigData 2020.
