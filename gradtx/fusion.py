@@ -1,0 +1,452 @@
+r"""Fused many-leaf updates: run an element-wise transformation on a few contiguous buffers.
+
+A model with hundreds or thousands of small parameter arrays pays, at every step, a fixed cost
+per array: every state array crosses the `jit` boundary (argument handling, donation, output
+allocation) and every per-leaf statistic is its own kernel. For Adam on 1,000 leaves of 1,000
+floats this overhead, not memory traffic, is most of the step.
+
+[`fused`][gradtx.fusion.fused] removes it. It gathers the leaves into a *fused view*:
+
+* the small leaves (at most `max_leaf_size` elements) of each dtype are raveled and
+  concatenated into one 1-D buffer, in tree order;
+* large leaves (whose per-array cost is negligible and whose copy would not be) stay as they are.
+
+The inner transformation runs on that view, so its state holds one buffer per dtype (plus the
+large leaves) instead of one array per leaf; the updates are cut back into the leaves' shapes.
+The state is still a pytree of arrays (checkpointable, donatable); only its layout changes.
+
+When is it exact? For *element-wise* transformations (each output element depends on the same
+element of the inputs and on scalars such as the step count): every optimizer built from
+`scale_by_adam`, `scale_by_rms`, `trace`, `scale_by_learning_rate`, ... and for
+`clip_by_global_norm`, since the global norm of the concatenation is the global norm of the
+tree. It is *not* exact for transformations that look at one leaf as a whole or at the tree's
+structure: per-leaf norms (`clip_by_norm`, `scale_by_trust_ratio`, LAMB/LARS), masks
+(`masked`, `multi_transform`, `add_decayed_weights(mask=...)`), per-leaf random keys
+(`add_noise`), factored statistics (Adafactor) or shape-dependent rules (Muon, Shampoo).
+[`maybe_fuse`][gradtx.fusion.maybe_fuse] only fuses transformations it can check are
+element-wise (see [`is_elementwise`][gradtx.fusion.is_elementwise]); [`fused`][gradtx.fusion.fused]
+trusts the caller.
+
+Turning it off: [`maybe_fuse`][gradtx.fusion.maybe_fuse] returns its argument unchanged inside
+`with gradtx.fusion.disabled():` or when the environment variable `GRADTX_FUSION=0` is set (both
+read when the transformation is *built*), and never fuses trees with fewer than `min_leaves`
+small leaves. Fusion assumes the leaves live on one device: for params sharded across devices,
+do not fuse (concatenating sharded arrays forces them onto one layout).
+
+Implementation notes (measured, see `docs/benchmarks.md`). XLA compiles one kernel per distinct
+fused computation, and a slice at a constant offset makes every leaf's kernel distinct: cutting
+1,000 leaves out of one buffer with static slices compiles ~1,000 kernels (tens of seconds on
+CPU). The offsets are therefore made opaque to the compiler (they pass through a no-op sort of
+runtime values), so every leaf of the same shape reuses one kernel. Correctness never depends
+on this; only compile time does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import os
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from gradtx import _validation as _v
+from gradtx.base import GradientTransformation, OptState, describe
+
+__all__ = [
+    "DEFAULT_MAX_LEAF_SIZE",
+    "DEFAULT_MIN_LEAVES",
+    "FusedState",
+    "disabled",
+    "fused",
+    "fusion_enabled",
+    "is_elementwise",
+    "maybe_fuse",
+]
+
+DEFAULT_MAX_LEAF_SIZE = 1 << 18
+"""Leaves with more elements than this are not copied into the fused buffers (262,144)."""
+
+DEFAULT_MIN_LEAVES = 8
+"""[`maybe_fuse`][gradtx.fusion.maybe_fuse] fuses only trees with at least this many small leaves."""
+
+_FUSED_PREFIX = "fused:"
+_ENABLED = contextvars.ContextVar("gradtx_fusion_enabled", default=True)
+
+
+class FusedState(NamedTuple):
+    """State of [`fused`][gradtx.fusion.fused]: the inner state, built for the fused view.
+
+    Attributes:
+        inner: the inner transformation's state for the fused view of the params (a dict
+            with one 1-D buffer per dtype, keyed `"fused:<dtype>"`, and the large leaves, keyed
+            by their path).
+    """
+
+    inner: OptState
+
+
+# --------------------------------------------------------------------------------------------
+# Layout: where every leaf goes in the fused view
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Piece:
+    index: int  # position among the tree's leaves
+    offset: int  # start in its group's buffer
+    size: int
+    shape: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    treedef: Any
+    num_leaves: int
+    groups: dict[str, tuple[_Piece, ...]]  # key "fused:<dtype>" -> pieces in tree order
+    singles: dict[str, int]  # key (leaf path) -> leaf index, for leaves left as they are
+
+    @property
+    def num_fused(self) -> int:
+        return sum(len(pieces) for pieces in self.groups.values())
+
+
+def _layout(tree: Any, max_leaf_size: int) -> _Layout:
+    """The fused layout of `tree`, a function of its structure, shapes and dtypes only."""
+    paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    groups: dict[str, list[_Piece]] = {}
+    fill: dict[str, int] = {}
+    singles: dict[str, int] = {}
+    for index, (path, leaf) in enumerate(paths_leaves):
+        shape = tuple(int(d) for d in jnp.shape(leaf))
+        size = int(np.prod(shape, dtype=np.int64))
+        if size > max_leaf_size:
+            singles[jax.tree_util.keystr(path) or "<root>"] = index
+            continue
+        key = _FUSED_PREFIX + jnp.dtype(jnp.result_type(leaf)).name
+        offset = fill.get(key, 0)
+        groups.setdefault(key, []).append(_Piece(index, offset, size, shape))
+        fill[key] = offset + size
+    return _Layout(
+        treedef=treedef,
+        num_leaves=len(paths_leaves),
+        groups={k: tuple(v) for k, v in groups.items()},
+        singles=singles,
+    )
+
+
+def _to_view(tree: Any, layout: _Layout, what: str) -> dict[str, jax.Array]:
+    """Concatenate the small leaves of `tree` per group; keep the large ones."""
+    try:
+        leaves = layout.treedef.flatten_up_to(tree)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"fused: the {what} do not have the structure of the updates: {err}") from None
+    view: dict[str, jax.Array] = {}
+    for key, pieces in layout.groups.items():
+        dtype = jnp.dtype(key[len(_FUSED_PREFIX):])
+        parts = []
+        for piece in pieces:
+            leaf = jnp.asarray(leaves[piece.index])
+            if leaf.dtype != dtype:
+                raise ValueError(
+                    f"fused: leaf {piece.index} of the {what} has dtype {leaf.dtype} but the "
+                    f"updates' leaf has dtype {dtype}; the fused path needs params and updates of "
+                    f"the same dtype, leaf by leaf (build the transformation without fusion)."
+                )
+            parts.append(lax.reshape(leaf, (piece.size,)))
+        view[key] = parts[0] if len(parts) == 1 else lax.concatenate(parts, 0)
+    for key, index in layout.singles.items():
+        view[key] = leaves[index]
+    return view
+
+
+def _opaque_offsets(offsets: list[int], buffers: list[jax.Array]) -> list[jax.Array]:
+    """The integers `offsets` as uint32 scalars whose values XLA cannot see at compile time.
+
+    They come out of a stable sort of a runtime two-element key (always already sorted, so the
+    sort is the identity). XLA then gives every slice of the same size the same kernel instead
+    of one kernel per constant offset. Falls back to constants when no runtime float is at hand.
+    """
+    probe = next(
+        (b for b in buffers if b.size and jnp.issubdtype(b.dtype, jnp.inexact)),
+        None,
+    )
+    if probe is None or not offsets:
+        return [np.uint32(o) for o in offsets]
+    first = lax.slice(probe, (0,), (1,))
+    nan = lax.convert_element_type(lax.ne(first, first), jnp.int32)  # 0, or 1 for NaN
+    key = lax.concatenate([nan, lax.full((1,), 1, jnp.int32)], 0)
+    values = [np.array([o, 0], np.uint32) for o in offsets]
+    sorted_ = lax.sort([key, *values], num_keys=1, is_stable=True)
+    return [lax.reshape(lax.slice(v, (0,), (1,)), ()) for v in sorted_[1:]]
+
+
+def _from_view(view: dict[str, jax.Array], layout: _Layout) -> Any:
+    """Cut the group buffers of `view` back into leaves; inverse of `_to_view`."""
+    leaves: list[Any] = [None] * layout.num_leaves
+    cut: list[tuple[jax.Array, _Piece]] = []
+    for key, pieces in layout.groups.items():
+        buffer = view[key]
+        if len(pieces) == 1:
+            leaves[pieces[0].index] = lax.reshape(buffer, pieces[0].shape)
+        else:
+            cut.extend((buffer, piece) for piece in pieces)
+    if cut:
+        offsets = _opaque_offsets([p.offset for _, p in cut], [b for b, _ in cut])
+        for (buffer, piece), start in zip(cut, offsets, strict=True):
+            part = lax.dynamic_slice(buffer, (start,), (piece.size,), allow_negative_indices=False)
+            leaves[piece.index] = lax.reshape(part, piece.shape)
+    for key, index in layout.singles.items():
+        leaves[index] = view[key]
+    return layout.treedef.unflatten(leaves)
+
+
+# --------------------------------------------------------------------------------------------
+# Public API
+# --------------------------------------------------------------------------------------------
+
+
+def _check_inner(owner: str, inner: Any) -> None:
+    if not (callable(getattr(inner, "init", None)) and callable(getattr(inner, "update", None))):
+        raise TypeError(
+            f"{owner}: inner must be a gradient transformation with init and update, got "
+            f"{type(inner).__name__}: {inner!r}"
+        )
+
+
+def _fused_transform(inner: GradientTransformation, max_leaf_size: int) -> GradientTransformation:
+    def init(params):
+        layout = _layout(params, max_leaf_size)
+        return FusedState(inner=inner.init(_to_view(params, layout, "params")))
+
+    def update(updates, state, params=None, **extra_args):
+        if not isinstance(state, FusedState):
+            raise TypeError(
+                f"fused.update expected a FusedState, got {type(state).__name__}; build the state "
+                f"with this transformation's init."
+            )
+        layout = _layout(updates, max_leaf_size)
+        view = _to_view(updates, layout, "updates")
+        view_params = None if params is None else _to_view(params, layout, "params")
+        new_view, inner_state = inner.update(view, state.inner, view_params, **extra_args)
+        return _from_view(new_view, layout), FusedState(inner=inner_state)
+
+    update._gradtx_fused = True  # type: ignore[attr-defined]
+    return GradientTransformation(init, update)
+
+
+@describe
+def fused(inner: GradientTransformation, max_leaf_size: int = DEFAULT_MAX_LEAF_SIZE) -> GradientTransformation:
+    r"""Run the element-wise transformation `inner` on contiguous buffers instead of leaf by leaf.
+
+    With $\mathrm{view}(x)$ the fused view of a tree $x$ (its leaves with at most
+    `max_leaf_size` elements raveled and concatenated into one buffer per dtype, in tree order;
+    larger leaves kept as they are) and $\mathrm{view}^{-1}$ its inverse:
+
+    $$\mathrm{init}(p) = \mathrm{FusedState}(\mathrm{inner.init}(\mathrm{view}(p))),\qquad
+      (u', s') = \mathrm{inner.update}(\mathrm{view}(g), s, \mathrm{view}(p)),\quad
+      u = \mathrm{view}^{-1}(u').$$
+
+    For element-wise `inner` (and `clip_by_global_norm`) the updates are the same numbers as
+    `inner` applied leaf by leaf; see the module documentation for the transformations where
+    they are not. Params passed to `update` must have the updates' dtypes leaf by leaf.
+    Extra keyword arguments are forwarded to `inner`.
+
+    Args:
+        inner: the transformation to run on the fused view (gradtx or optax); it must be
+            element-wise for the result to equal the per-leaf one.
+        max_leaf_size: leaves with more elements stay separate arrays (their per-array cost is
+            small next to copying them); an integer `>= 0`, default 262,144 (`2**18`).
+
+    Returns:
+        A `GradientTransformation` with state [`FusedState`][gradtx.fusion.FusedState].
+
+    References:
+        The contiguous "multi-tensor apply" of NVIDIA Apex's fused optimizers
+        (`apex.optimizers.FusedAdam`) and PyTorch's `foreach`/`fused` optimizer implementations.
+
+    Example:
+        >>> import gradtx, jax.numpy as jnp
+        >>> from gradtx.fusion import fused
+        >>> tx = fused(gradtx.adam(1e-3))
+        >>> params = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
+        >>> state = tx.init(params)
+        >>> sorted(state.inner[0].mu)
+        ['fused:float32']
+        >>> updates, state = tx.update(params, state)
+        >>> updates["w"].shape
+        (2, 3)
+    """
+    _check_inner("fused", inner)
+    _v.check_int("fused", "max_leaf_size", max_leaf_size, low=0)
+    return _fused_transform(inner, int(max_leaf_size))
+
+
+# --------------------------------------------------------------------------------------------
+# maybe_fuse: the one-line default for the optimizer aliases
+# --------------------------------------------------------------------------------------------
+
+# Factories whose transformations are element-wise (or use only a norm over the whole tree),
+# keyed by describe's name; the value checks the recorded hyper-parameters.
+_ELEMENTWISE: dict[str, Any] = {
+    "identity": None,
+    "set_to_zero": None,
+    "scale": None,
+    "scale_by_learning_rate": None,
+    "scale_by_schedule": None,
+    "scale_by_sign": None,
+    "clip": None,
+    "clip_by_global_norm": None,
+    "trace": None,
+    "ema": None,
+    "scale_by_adam": None,
+    "scale_by_adamax": None,
+    "scale_by_amsgrad": None,
+    "scale_by_lion": None,
+    "scale_by_rms": None,
+    "scale_by_rss": None,
+    "scale_by_stddev": None,
+    "add_decayed_weights": lambda args: args.get("mask") is None,
+    # optimizer aliases: chains of the above
+    "sgd": None,
+    "adam": None,
+    "nadam": None,
+    "adamw": lambda args: args.get("mask") is None,
+    "nadamw": lambda args: args.get("mask") is None,
+    "amsgrad": None,
+    "adamax": None,
+    "rmsprop": None,
+    "adagrad": None,
+    "lion": lambda args: args.get("mask") is None,
+}
+_COMPOSITES = {"chain"}
+
+
+def is_elementwise(tx: GradientTransformation) -> bool:
+    """Whether `tx` is known to give the same updates on the fused view as leaf by leaf.
+
+    True for gradtx's element-wise transformations (moment estimates, scalings, momentum,
+    element clipping, unmasked weight decay), `clip_by_global_norm`, and chains of those;
+    False for anything else (per-leaf norms, masks, noise, optax or user transformations), which
+    is the safe answer: [`maybe_fuse`][gradtx.fusion.maybe_fuse] then leaves them alone.
+
+    Args:
+        tx: a gradient transformation.
+
+    Returns:
+        A bool.
+    """
+    info = getattr(getattr(tx, "update", None), "_gradtx_info", None)
+    if info is None:
+        return False
+    module = getattr(tx.update, "__module__", "") or ""
+    if not module.startswith("gradtx."):
+        return False
+    name, arguments = info
+    if name in _COMPOSITES:
+        members = arguments.get("*transforms", ())
+        return all(is_elementwise(member) for member in members)
+    if name not in _ELEMENTWISE:
+        return False
+    check = _ELEMENTWISE[name]
+    return True if check is None else bool(check(arguments))
+
+
+def fusion_enabled() -> bool:
+    """Whether [`maybe_fuse`][gradtx.fusion.maybe_fuse] fuses at this point.
+
+    False inside `with gradtx.fusion.disabled():` or when the environment variable
+    `GRADTX_FUSION` is `0`, `false`, `no` or `off`.
+    """
+    env = os.environ.get("GRADTX_FUSION", "").strip().lower()
+    if env in {"0", "false", "no", "off"}:
+        return False
+    return _ENABLED.get()
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Context manager: transformations built inside it by `maybe_fuse` are not fused.
+
+    Example:
+        >>> import gradtx
+        >>> from gradtx import fusion
+        >>> with fusion.disabled():
+        ...     tx = fusion.maybe_fuse(gradtx.scale_by_adam())
+        >>> tx
+        scale_by_adam(b1=0.9, b2=0.999, eps=1e-08, eps_root=0.0, mu_dtype=None, nesterov=False)
+    """
+    token = _ENABLED.set(False)
+    try:
+        yield
+    finally:
+        _ENABLED.reset(token)
+
+
+def _count_small(tree: Any, max_leaf_size: int) -> int:
+    count = 0
+    for leaf in jax.tree.leaves(tree):
+        if int(np.prod(jnp.shape(leaf), dtype=np.int64)) <= max_leaf_size:
+            count += 1
+    return count
+
+
+def maybe_fuse(
+    tx: GradientTransformation,
+    *,
+    min_leaves: int = DEFAULT_MIN_LEAVES,
+    max_leaf_size: int = DEFAULT_MAX_LEAF_SIZE,
+) -> GradientTransformation:
+    """`tx`, fused when that is exact and worthwhile; a one-line default for optimizer aliases.
+
+    Returns `tx` itself when fusion is switched off (see
+    [`fusion_enabled`][gradtx.fusion.fusion_enabled]) or when `tx` is not known to be
+    element-wise ([`is_elementwise`][gradtx.fusion.is_elementwise]). Otherwise returns a
+    transformation that, at `init`, looks at the params: with at least `min_leaves` leaves of
+    at most `max_leaf_size` elements it behaves as [`fused`][gradtx.fusion.fused]`(tx)` (state
+    [`FusedState`][gradtx.fusion.FusedState]); with fewer it is `tx` itself (state
+    `tx.init(params)`, unchanged). `update` follows whichever `init` chose, so the choice is made
+    once, from the tree's structure, shapes and dtypes. The updates are the same numbers
+    either way.
+
+    Args:
+        tx: the transformation to fuse.
+        min_leaves: fuse only trees with at least this many small leaves; an integer `>= 1`,
+            default 8.
+        max_leaf_size: as in [`fused`][gradtx.fusion.fused]; default 262,144.
+
+    Returns:
+        A `GradientTransformation` (`tx` itself when not fused).
+
+    Example:
+        >>> import gradtx, jax.numpy as jnp
+        >>> from gradtx.fusion import maybe_fuse, FusedState
+        >>> tx = maybe_fuse(gradtx.chain(gradtx.scale_by_adam(), gradtx.scale(-1e-3)))
+        >>> many = {f"b{i}": jnp.zeros(4) for i in range(10)}
+        >>> isinstance(tx.init(many), FusedState), isinstance(tx.init({"w": jnp.zeros(4)}), FusedState)
+        (True, False)
+    """
+    _check_inner("maybe_fuse", tx)
+    _v.check_int("maybe_fuse", "min_leaves", min_leaves, low=1)
+    _v.check_int("maybe_fuse", "max_leaf_size", max_leaf_size, low=0)
+    if getattr(tx.update, "_gradtx_fused", False) or not fusion_enabled() or not is_elementwise(tx):
+        return tx
+    fast = _fused_transform(tx, int(max_leaf_size))
+
+    def init(params):
+        if _count_small(params, max_leaf_size) >= min_leaves:
+            return fast.init(params)
+        return tx.init(params)
+
+    def update(updates, state, params=None, **extra_args):
+        if isinstance(state, FusedState):
+            return fast.update(updates, state, params, **extra_args)
+        return tx.update(updates, state, params, **extra_args)
+
+    update._gradtx_fused = True  # type: ignore[attr-defined]  # survives describe's functools.wraps
+    return GradientTransformation(init, update)
