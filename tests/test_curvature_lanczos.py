@@ -17,6 +17,8 @@ from _curvature_problems import (
     quadratic_params,
     quadratic_problem,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jax.flatten_util import ravel_pytree
 
 from gradtx.curvature import eigsh, lanczos_tridiag, operator_eigsh
@@ -161,3 +163,23 @@ def test_validation():
         eigsh(lambda p: jnp.sum(p**2), z, num_iters=10.0)
     with pytest.raises(TypeError, match="floating"):
         operator_eigsh(op, jnp.zeros(4, jnp.int32))
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from(["LA", "SA", "LM"]))
+def test_ritz_values_lie_inside_the_spectrum_and_are_exact_at_full_dimension(seed, which):
+    rng = np.random.default_rng(seed)
+    m = rng.standard_normal((12, 12)) * rng.uniform(0.1, 10.0)
+    m = jnp.asarray(m + m.T, jnp.float32)
+    ev = np.linalg.eigvalsh(np.asarray(m, np.float64))
+    scale = np.abs(ev).max()
+    key = jax.random.PRNGKey(seed % 1000)
+    # a partial run (5 steps): Ritz values are inside [λ_min, λ_max] (Cauchy interlacing)
+    partial, vecs = eigsh(quad_form, jnp.ones(12), m, k=2, which=which, num_iters=5, key=key)
+    assert np.all(np.asarray(partial) <= ev[-1] + 1e-5 * scale)
+    assert np.all(np.asarray(partial) >= ev[0] - 1e-5 * scale)
+    assert np.all(np.diff(np.asarray(partial)) >= 0)  # ascending
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(vecs), axis=1), 1.0, rtol=1e-5)
+    # a full run is exact, whatever `which` selects
+    full, _ = eigsh(quad_form, jnp.ones(12), m, k=12, which=which, num_iters=12, key=key)
+    np.testing.assert_allclose(np.asarray(full), ev, atol=1e-4 * scale)
