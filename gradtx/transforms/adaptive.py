@@ -151,7 +151,7 @@ def _check_nonneg(owner: str, name: str, value: Any) -> None:
     _v.check_real(owner, name, value, low=0.0)
 
 
-def _map3(fn: Any, n_out: int, *trees: Any) -> tuple[Any, ...]:
+def _map_leaves(fn: Any, n_out: int, *trees: Any) -> tuple[Any, ...]:
     """Map `fn` (returning an `n_out`-tuple) over trees; return `n_out` trees."""
     treedef = jax.tree.structure(trees[0])
     leaves = [treedef.flatten_up_to(t) for t in trees]
@@ -421,7 +421,7 @@ def scale_by_adam(
         def leaf(g, mu, nu):
             return adam_leaf(g, mu, nu, bc1, bc2, bc1_next, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
 
-        new_updates, mu, nu = _map3(leaf, 3, updates, state.mu, state.nu)
+        new_updates, mu, nu = _map_leaves(leaf, 3, updates, state.mu, state.nu)
         return new_updates, ScaleByAdamState(count=count, mu=mu, nu=nu)
 
     return GradientTransformation(init, update)
@@ -485,7 +485,7 @@ def scale_by_amsgrad(
         def leaf(g, mu, nu, nu_max):
             return amsgrad_leaf(g, mu, nu, nu_max, bc1, bc2, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
 
-        new_updates, mu, nu, nu_max = _map3(leaf, 4, updates, state.mu, state.nu, state.nu_max)
+        new_updates, mu, nu, nu_max = _map_leaves(leaf, 4, updates, state.mu, state.nu, state.nu_max)
         return new_updates, ScaleByAmsgradState(count=count, mu=mu, nu=nu, nu_max=nu_max)
 
     return GradientTransformation(init, update)
@@ -527,7 +527,7 @@ def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Gr
         def leaf(g, mu, nu):
             return adamax_leaf(g, mu, nu, bc1, b1=b1, b2=b2, eps=eps)
 
-        new_updates, mu, nu = _map3(leaf, 3, updates, state.mu, state.nu)
+        new_updates, mu, nu = _map_leaves(leaf, 3, updates, state.mu, state.nu)
         return new_updates, ScaleByAdamState(count=count, mu=mu, nu=nu)
 
     return GradientTransformation(init, update)
@@ -579,7 +579,7 @@ def scale_by_lion(
         def leaf(g, mu):
             return lion_leaf(g, mu, b1=b1, b2=b2, mode=mode, smooth_beta=smooth_beta)
 
-        new_updates, mu = _map3(leaf, 2, updates, state.mu)
+        new_updates, mu = _map_leaves(leaf, 2, updates, state.mu)
         return new_updates, ScaleByLionState(count=safe_increment(state.count), mu=mu)
 
     return GradientTransformation(init, update)
@@ -645,7 +645,7 @@ def scale_by_rms(
         def leaf(g, nu):
             return rms_leaf(g, nu, bc, decay=decay, eps=eps, eps_in_sqrt=eps_in_sqrt)
 
-        new_updates, nu = _map3(leaf, 2, updates, state.nu)
+        new_updates, nu = _map_leaves(leaf, 2, updates, state.nu)
         if bias_correction:
             return new_updates, ScaleByRmsWithCountState(count=count, nu=nu)
         return new_updates, ScaleByRmsState(nu=nu)
@@ -704,7 +704,7 @@ def scale_by_stddev(
         def leaf(g, mu, nu):
             return stddev_leaf(g, mu, nu, bc, decay=decay, eps=eps, eps_in_sqrt=eps_in_sqrt)
 
-        new_updates, mu, nu = _map3(leaf, 3, updates, state.mu, state.nu)
+        new_updates, mu, nu = _map_leaves(leaf, 3, updates, state.mu, state.nu)
         if bias_correction:
             return new_updates, ScaleByRStdDevWithCountState(count=count, mu=mu, nu=nu)
         return new_updates, ScaleByRStdDevState(mu=mu, nu=nu)
@@ -743,7 +743,7 @@ def scale_by_rss(initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> G
         def leaf(g, s):
             return rss_leaf(g, s, eps=eps)
 
-        new_updates, sum_sq = _map3(leaf, 2, updates, state.sum_of_squares)
+        new_updates, sum_sq = _map_leaves(leaf, 2, updates, state.sum_of_squares)
         return new_updates, ScaleByRssState(sum_of_squares=sum_sq)
 
     return GradientTransformation(init, update)
