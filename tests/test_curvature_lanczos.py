@@ -183,3 +183,17 @@ def test_ritz_values_lie_inside_the_spectrum_and_are_exact_at_full_dimension(see
     # a full run is exact, whatever `which` selects
     full, _ = eigsh(quad_form, jnp.ones(12), m, k=12, which=which, num_iters=12, key=key)
     np.testing.assert_allclose(np.asarray(full), ev, atol=1e-4 * scale)
+
+
+def test_low_precision_params_run_lanczos_in_float32():
+    d = jnp.array([1.0, 2.0, 3.0, 6.0, -1.0])
+    params = {"a": jnp.ones(3, jnp.bfloat16), "b": jnp.ones(2, jnp.bfloat16)}
+
+    def loss(p, d):
+        x = jnp.concatenate([p["a"], p["b"]]).astype(jnp.float32)
+        return 0.5 * jnp.sum(d * x * x)
+
+    vals, vecs = eigsh(loss, params, d, k=2, which="LM", num_iters=5)
+    assert vals.dtype == jnp.float32
+    assert vecs["a"].dtype == jnp.bfloat16 and vecs["a"].shape == (2, 3)
+    np.testing.assert_allclose(np.asarray(vals), [3.0, 6.0], rtol=2e-2)

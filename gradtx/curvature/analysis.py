@@ -27,6 +27,7 @@ from gradtx.curvature.lanczos import (
     run_hessian_lanczos,
     tridiagonal_eigh,
 )
+from gradtx.curvature.operators import unraveler
 from gradtx.numerics import global_norm
 
 __all__ = [
@@ -292,7 +293,7 @@ def classify_critical_point(
     code, grad_norm, lam_min, lam_max, escape, has_escape = _core_jit(grad, res.alpha, res.beta, res.basis, grad_tol, eig_tol)
     direction = None
     if bool(has_escape):
-        direction = ravel_pytree(params)[1](escape)
+        direction = unraveler(params)(escape)
     return CriticalPointReport(
         kind=CRITICAL_POINT_KINDS[int(code)],
         grad_norm=float(grad_norm),

@@ -42,7 +42,7 @@ from jax.flatten_util import ravel_pytree
 
 from gradtx._validation import check_int
 from gradtx.curvature.data import partition_data, prepare_data, static_callable
-from gradtx.curvature.operators import bound_hessian_operator, flatten_operator
+from gradtx.curvature.operators import bound_hessian_operator, flatten_operator, unraveler
 
 __all__ = [
     "DEFAULT_NUM_ITERS",
@@ -286,7 +286,7 @@ def _dimension(owner: str, template: Any) -> int:
 @functools.partial(jax.jit, static_argnames=("k", "which"))
 def _ritz_pairs(res: LanczosResult, template: Any, k: int, which: str) -> tuple[jax.Array, Any]:
     """The k wanted Ritz pairs of a Lanczos run, eigenvalues ascending, vectors unravelled."""
-    _, unravel = ravel_pytree(template)
+    unravel = unraveler(template)
     theta, s = tridiagonal_eigh(res.alpha, res.beta)
     idx = _select(theta, k, which)
     vecs = jnp.matmul(s[:, idx].T, res.basis, precision=_HIGHEST)  # (k, n)

@@ -32,6 +32,7 @@ __all__ = [
     "gnvp",
     "hessian_operator",
     "hvp",
+    "unraveler",
 ]
 
 Matvec = Callable[[Any], Any]
@@ -46,22 +47,38 @@ def flatten_operator(matvec: Matvec, template: Any) -> tuple[Callable[[jax.Array
 
     Returns:
         `(mv, n, dtype, unravel)`: `mv` maps flat `(n,)` vectors (coordinates of
-        `jax.flatten_util.ravel_pytree(template)`) to flat vectors of `dtype`; `unravel` maps a flat
-        vector back to a pytree.
+        `jax.flatten_util.ravel_pytree(template)`) to flat vectors of `dtype`, the template's
+        floating dtype promoted to at least float32 (so Lanczos and trace estimates of
+        bfloat16/float16 models run in float32); `unravel` maps a flat vector back to a pytree
+        with the template's leaf dtypes.
 
     Raises:
         TypeError: when the template's leaves are not floating point.
     """
-    flat, unravel = ravel_pytree(template)
-    dtype = flat.dtype
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"the params/template must hold floating-point arrays, got dtype {dtype}")
+    flat, _ = ravel_pytree(template)
+    if not jnp.issubdtype(flat.dtype, jnp.floating):
+        raise TypeError(f"the params/template must hold floating-point arrays, got dtype {flat.dtype}")
+    dtype = jnp.promote_types(flat.dtype, jnp.float32)
+    unravel = unraveler(template)
 
     def mv(x: jax.Array) -> jax.Array:
         out, _ = ravel_pytree(matvec(unravel(x)))
         return out.astype(dtype)
 
     return mv, int(flat.size), dtype, unravel
+
+
+def unraveler(template: Any) -> Callable[[jax.Array], Any]:
+    """Map a flat vector (coordinates of `ravel_pytree(template)`) to a pytree with the template's leaf dtypes."""
+    _, unravel_raw = ravel_pytree(template)
+    leaf_dtypes = [jnp.result_type(x) for x in jax.tree.leaves(template)]
+
+    def unravel(x: jax.Array) -> Any:
+        tree = unravel_raw(x)
+        leaves, treedef = jax.tree.flatten(tree)
+        return jax.tree.unflatten(treedef, [leaf.astype(dt) for leaf, dt in zip(leaves, leaf_dtypes)])
+
+    return unravel
 
 
 def bound_hessian_operator(loss: Callable[..., Any], params: Any, arrays: Any, static: Any, weights: tuple[float, ...]) -> tuple[Any, Matvec]:
