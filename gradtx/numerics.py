@@ -14,6 +14,7 @@ __all__ = [
     "cast",
     "compute_dtype",
     "debias_factor",
+    "full_like_param",
     "global_norm",
     "safe_increment",
     "stat_dtype",
@@ -32,9 +33,24 @@ def safe_increment(count: jax.Array) -> jax.Array:
     return jnp.where(count < _INT32_MAX, count + 1, _INT32_MAX).astype(jnp.int32)
 
 
+def full_like_param(x: Any, value: Any, dtype: Any = None) -> jax.Array:
+    """An array shaped like `x` filled with `value`, placed (sharded) like `x`.
+
+    `jnp.full(x.shape, ...)` has no data dependence on `x`, so under `jax.jit` XLA places it on
+    one device even when `x` is sharded over a mesh. Selecting the constant through a predicate
+    that reads `x` (`where(x == x, value, value)`, equal to `value` for every `x`, NaN included)
+    lets sharding propagation give the result the sharding of `x`; it costs one pass at `init`.
+    """
+    dtype = dtype or jnp.result_type(x)
+    if not isinstance(x, jax.Array):
+        return jnp.full(jnp.shape(x), value, dtype)
+    fill = jnp.asarray(value, dtype)
+    return jnp.where(x == x, fill, fill)
+
+
 def tree_zeros_like(tree: Any, dtype: Any = None) -> Any:
-    """Zeros shaped like every leaf of `tree` (in `dtype` when given)."""
-    return jax.tree.map(lambda x: jnp.zeros(jnp.shape(x), dtype or jnp.result_type(x)), tree)
+    """Zeros shaped (and sharded) like every leaf of `tree` (in `dtype` when given)."""
+    return jax.tree.map(lambda x: full_like_param(x, 0, dtype), tree)
 
 
 def tree_cast(tree: Any, dtype: Any) -> Any:

@@ -23,7 +23,15 @@ import jax.numpy as jnp
 
 from gradtx import _validation as _v
 from gradtx.base import GradientTransformation, Updates, describe
-from gradtx.numerics import abs_sq, cast, compute_dtype, debias_factor, safe_increment, stat_dtype
+from gradtx.numerics import (
+    abs_sq,
+    cast,
+    compute_dtype,
+    debias_factor,
+    full_like_param,
+    safe_increment,
+    stat_dtype,
+)
 
 __all__ = [
     "ScaleByAdamState",
@@ -136,11 +144,11 @@ def _check_dtype(owner: str, name: str, value: Any) -> None:
 
 
 def _zeros(params: Any, dtype: Any = None) -> Any:
-    return jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), dtype or jnp.result_type(p)), params)
+    return jax.tree.map(lambda p: full_like_param(p, 0, dtype), params)
 
 
 def _stat_full(params: Any, value: Any) -> Any:
-    return jax.tree.map(lambda p: jnp.full(jnp.shape(p), value, stat_dtype(p)), params)
+    return jax.tree.map(lambda p: full_like_param(p, value, stat_dtype(p)), params)
 
 
 def _check_beta(owner: str, name: str, value: Any) -> None:

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from gradtx import _validation as _v
 from gradtx.base import GradientTransformation, Updates, describe
-from gradtx.numerics import cast, compute_dtype, debias_factor, safe_increment
+from gradtx.numerics import cast, compute_dtype, debias_factor, full_like_param, safe_increment
 
 __all__ = ["EmaState", "TraceState", "ema", "ema_leaf", "trace", "trace_leaf"]
 
@@ -40,7 +40,7 @@ def _check_dtype(owner: str, name: str, value: Any) -> None:
 
 
 def _zeros(params: Any, dtype: Any) -> Any:
-    return jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), dtype or jnp.result_type(p)), params)
+    return jax.tree.map(lambda p: full_like_param(p, 0, dtype), params)
 
 
 def _check_common(owner: str, decay: Any, flag_name: str, flag: Any, accumulator_dtype: Any) -> Any:

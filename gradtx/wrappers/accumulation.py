@@ -11,7 +11,7 @@ import numpy as np
 
 from gradtx._validation import check_bool, check_dtype, check_int
 from gradtx.base import GradientTransformation, OptState, Params, Updates, describe
-from gradtx.numerics import safe_increment
+from gradtx.numerics import full_like_param, safe_increment, tree_zeros_like
 from gradtx.wrappers._common import check_transformation, cond, forwarding_update, zeros_from_shapes
 
 __all__ = [
@@ -178,14 +178,14 @@ class MultiSteps:
 
     def init(self, params: Params) -> MultiStepsState:
         """The initial state: counters at 0, zero accumulator, `opt.init(params)`."""
-        zeros = jax.tree.map(jnp.zeros_like, params)
+        zeros = tree_zeros_like(params)
         gradient_step = jnp.zeros((), jnp.int32)
         _, skip_state = self._skip_fn(zeros, gradient_step, params)
         return MultiStepsState(
             mini_step=jnp.zeros((), jnp.int32),
             gradient_step=gradient_step,
             inner_opt_state=self._opt.init(params),
-            acc_grads=jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), self._acc_dtype(p)), params),
+            acc_grads=jax.tree.map(lambda p: full_like_param(p, 0, self._acc_dtype(p)), params),
             skip_state=skip_state,
         )
 
