@@ -106,7 +106,12 @@ _CHECKING = contextvars.ContextVar("gradtx_checking_state", default=False)
 def _short_repr(value: Any) -> str:
     if isinstance(value, GradientTransformation):
         return repr(value)
-    if isinstance(value, (jax.Array,)) and value.ndim == 0:
+    if isinstance(value, jax.Array) and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+        try:
+            return f"key({jax.random.key_data(value).tolist()})"
+        except Exception:  # a tracer
+            return "<traced key>"
+    if isinstance(value, jax.Array) and value.ndim == 0:
         try:
             return repr(value.item())
         except Exception:  # a tracer
