@@ -79,9 +79,12 @@ def run(quick: bool, only: list[str] | None = None, verbose: bool = True) -> dic
     trees = h.make_trees(quick)
     variants = _variants()
     cases = []
+    only = only or []
+    only_opts = [o for o in only if o in optimizers]
+    only_trees = [t for t in only if t in trees]
     for tree in trees.values():
         for opt in optimizers.values():
-            if only and opt.name not in only and tree.name not in only:
+            if (only_opts and opt.name not in only_opts) or (only_trees and tree.name not in only_trees):
                 continue
             res = h.measure_case(
                 opt, tree, variants, bandwidth_GBps=stream["GBps"], blocks=blocks, min_block_s=min_block_s

@@ -63,10 +63,12 @@ __all__ = [
     "DEFAULT_MIN_LEAVES",
     "FusedState",
     "disabled",
+    "fuse_state",
     "fused",
     "fusion_enabled",
     "is_elementwise",
     "maybe_fuse",
+    "unfuse_state",
 ]
 
 DEFAULT_MAX_LEAF_SIZE = 1 << 18
@@ -140,7 +142,7 @@ def _layout(tree: Any, max_leaf_size: int) -> _Layout:
     )
 
 
-def _to_view(tree: Any, layout: _Layout, what: str) -> dict[str, jax.Array]:
+def _to_view(tree: Any, layout: _Layout, what: str, check_dtype: bool = True) -> dict[str, jax.Array]:
     """Concatenate the small leaves of `tree` per group; keep the large ones."""
     try:
         leaves = layout.treedef.flatten_up_to(tree)
@@ -152,7 +154,7 @@ def _to_view(tree: Any, layout: _Layout, what: str) -> dict[str, jax.Array]:
         parts = []
         for piece in pieces:
             leaf = jnp.asarray(leaves[piece.index])
-            if leaf.dtype != dtype:
+            if check_dtype and leaf.dtype != dtype:
                 raise ValueError(
                     f"fused: leaf {piece.index} of the {what} has dtype {leaf.dtype} but the "
                     f"updates' leaf has dtype {dtype}; the fused path needs params and updates of "
@@ -186,8 +188,11 @@ def _opaque_offsets(offsets: list[int], buffers: list[jax.Array]) -> list[jax.Ar
     return [lax.reshape(lax.slice(v, (0,), (1,)), ()) for v in sorted_[1:]]
 
 
-def _from_view(view: dict[str, jax.Array], layout: _Layout) -> Any:
-    """Cut the group buffers of `view` back into leaves; inverse of `_to_view`."""
+def _from_view(view: dict[str, jax.Array], layout: _Layout, static: bool = False) -> Any:
+    """Cut the group buffers of `view` back into leaves; inverse of `_to_view`.
+
+    `static=True` cuts with constant offsets (for eager use, where compilation does not matter).
+    """
     leaves: list[Any] = [None] * layout.num_leaves
     cut: list[tuple[jax.Array, _Piece]] = []
     for key, pieces in layout.groups.items():
@@ -196,7 +201,11 @@ def _from_view(view: dict[str, jax.Array], layout: _Layout) -> Any:
             leaves[pieces[0].index] = lax.reshape(buffer, pieces[0].shape)
         else:
             cut.extend((buffer, piece) for piece in pieces)
-    if cut:
+    if cut and static:
+        for buffer, piece in cut:
+            part = lax.slice(buffer, (piece.offset,), (piece.offset + piece.size,))
+            leaves[piece.index] = lax.reshape(part, piece.shape)
+    elif cut:
         offsets = _opaque_offsets([p.offset for _, p in cut], [b for b, _ in cut])
         for (buffer, piece), start in zip(cut, offsets, strict=True):
             part = lax.dynamic_slice(buffer, (start,), (piece.size,), allow_negative_indices=False)
@@ -285,6 +294,72 @@ def fused(inner: GradientTransformation, max_leaf_size: int = DEFAULT_MAX_LEAF_S
     _check_inner("fused", inner)
     _v.check_int("fused", "max_leaf_size", max_leaf_size, low=0)
     return _fused_transform(inner, int(max_leaf_size))
+
+
+def _same_tree(candidate: Any, layout: _Layout, shapes: list[tuple[int, ...]]) -> bool:
+    try:
+        leaves, treedef = jax.tree.flatten(candidate)
+    except Exception:  # pragma: no cover
+        return False
+    if treedef != layout.treedef:
+        return False
+    return [tuple(jnp.shape(x)) for x in leaves] == shapes
+
+
+def unfuse_state(state: Any, params: Any, max_leaf_size: int = DEFAULT_MAX_LEAF_SIZE) -> Any:
+    """The per-leaf form of a fused state: every fused statistic split back into param leaves.
+
+    For a [`FusedState`][gradtx.fusion.FusedState] made by `fused(inner, max_leaf_size)` (or by
+    [`maybe_fuse`][gradtx.fusion.maybe_fuse]) for `params`, returns the state `inner` would have
+    leaf by leaf, e.g. to inspect Adam's moments per parameter or to restore a fused checkpoint
+    into an unfused optimizer. Any other state is returned as it is.
+
+    Args:
+        state: the state to convert.
+        params: the params (or their shapes) the state was built for.
+        max_leaf_size: the value the transformation was built with (default the default).
+
+    Returns:
+        The inner state with every fused view replaced by a tree shaped like `params`.
+    """
+    if not isinstance(state, FusedState):
+        return state
+    layout = _layout(params, int(max_leaf_size))
+    keys = set(layout.groups) | set(layout.singles)
+
+    def is_view(x: Any) -> bool:
+        return isinstance(x, dict) and set(x) == keys
+
+    return jax.tree.map(
+        lambda x: _from_view(x, layout, static=True) if is_view(x) else x, state.inner, is_leaf=is_view
+    )
+
+
+def fuse_state(state: Any, params: Any, max_leaf_size: int = DEFAULT_MAX_LEAF_SIZE) -> FusedState:
+    """The fused form of a per-leaf state; inverse of [`unfuse_state`][gradtx.fusion.unfuse_state].
+
+    Every subtree of `state` with the structure and leaf shapes of `params` (the per-leaf
+    statistics) is replaced by its fused view; the rest (step counts, empty states) is kept. Use
+    it to continue, with a fused optimizer, from a checkpoint written without fusion.
+
+    Args:
+        state: the state of the unfused transformation for `params`.
+        params: the params (or their shapes).
+        max_leaf_size: the value the fused transformation is built with (default the default).
+
+    Returns:
+        A [`FusedState`][gradtx.fusion.FusedState].
+    """
+    layout = _layout(params, int(max_leaf_size))
+    shapes = [tuple(jnp.shape(x)) for x in jax.tree.leaves(params)]
+
+    def is_tree(x: Any) -> bool:
+        return _same_tree(x, layout, shapes)
+
+    inner = jax.tree.map(
+        lambda x: _to_view(x, layout, "state", check_dtype=False) if is_tree(x) else x, state, is_leaf=is_tree
+    )
+    return FusedState(inner=inner)
 
 
 # --------------------------------------------------------------------------------------------
