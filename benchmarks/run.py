@@ -113,7 +113,7 @@ def run(quick: bool, only: list[str] | None = None, verbose: bool = True) -> dic
                 "median_ms": h.dispatch_floor(many, counts, blocks=blocks, min_block_s=min_block_s),
             }
 
-    curvature = _curvature(quick)
+    curvature = {"skipped": "not run with --quick"} if quick else _curvature(quick)
     summary = {
         v: {
             "geomean_ratio_vs_optax": _geomean([c[v]["ratio_vs_optax"] for c in cases]),

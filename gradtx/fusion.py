@@ -71,8 +71,14 @@ __all__ = [
     "unfuse_state",
 ]
 
-DEFAULT_MAX_LEAF_SIZE = 1 << 18
-"""Leaves with more elements than this are not copied into the fused buffers (262,144)."""
+DEFAULT_MAX_LEAF_SIZE = 1 << 12
+"""Leaves with more elements than this (4,096) are not copied into the fused buffers.
+
+Fusing a leaf saves a fixed cost per state array and per kernel (a few microseconds on CPU)
+but adds about 16 bytes per element of copying (the gradient concatenation and the
+materialized update); measured on a 2-core CPU, fusing pays below ~4K elements per leaf for SGD
+with momentum and below ~8K for Adam, and costs 1.3-2x above 16K.
+"""
 
 DEFAULT_MIN_LEAVES = 8
 """[`maybe_fuse`][gradtx.fusion.maybe_fuse] fuses only trees with at least this many small leaves."""
@@ -270,7 +276,7 @@ def fused(inner: GradientTransformation, max_leaf_size: int = DEFAULT_MAX_LEAF_S
         inner: the transformation to run on the fused view (gradtx or optax); it must be
             element-wise for the result to equal the per-leaf one.
         max_leaf_size: leaves with more elements stay separate arrays (their per-array cost is
-            small next to copying them); an integer `>= 0`, default 262,144 (`2**18`).
+            small next to copying them); an integer `>= 0`, default 4,096 (`2**12`).
 
     Returns:
         A `GradientTransformation` with state [`FusedState`][gradtx.fusion.FusedState].
@@ -493,7 +499,7 @@ def maybe_fuse(
         tx: the transformation to fuse.
         min_leaves: fuse only trees with at least this many small leaves; an integer `>= 1`,
             default 8.
-        max_leaf_size: as in [`fused`][gradtx.fusion.fused]; default 262,144.
+        max_leaf_size: as in [`fused`][gradtx.fusion.fused]; default 4,096.
 
     Returns:
         A `GradientTransformation` (`tx` itself when not fused).

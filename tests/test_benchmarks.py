@@ -1,0 +1,96 @@
+"""Smoke test of the benchmark harness: `benchmarks/run.py --quick` runs and reports every case.
+
+No assertion is made on timings (a shared CI machine is too noisy): only that every case is
+measured and every reported ratio and fraction is a finite positive number.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VARIANTS = ("gradtx", "fused")
+
+
+def _positive(x):
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    json_path, md_path = out / "results.json", out / "benchmarks.md"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--quick", "--json", str(json_path),
+         "--markdown", str(md_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(json_path) as f:
+        results = json.load(f)
+    return results, md_path.read_text(), proc.stdout
+
+
+@pytest.mark.slow
+def test_every_case_is_measured(quick_results):
+    results, _, _ = quick_results
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import _harness
+
+    optimizers = set(_harness.make_optimizers())
+    trees = set(_harness.make_trees(quick=True))
+    assert {"sgd_nesterov", "adam", "adamw", "rmsprop_centered", "clip_adamw"} <= optimizers
+    assert any(t.startswith("leaf_") for t in trees) and any(t.startswith("leaves_") for t in trees)
+    assert "flax_transformer" in trees
+    got = {(c["optimizer"], c["tree"]) for c in results["cases"]}
+    assert got == {(o, t) for o in optimizers for t in trees}
+    assert len(results["cases"]) == len(got)
+
+
+@pytest.mark.slow
+def test_ratios_and_fractions_are_finite_and_positive(quick_results):
+    results, _, _ = quick_results
+    assert _positive(results["stream"]["GBps"]) and _positive(results["stream_end"]["GBps"])
+    for case in results["cases"]:
+        assert _positive(case["bound_ms"]) and case["n_params"] > 0 and case["n_leaves"] > 0
+        for lib in ("optax", *VARIANTS):
+            entry = case[lib]
+            for key in ("median_ms", "fraction_of_bound", "compile_s"):
+                assert _positive(entry[key]), (case["optimizer"], case["tree"], lib, key, entry[key])
+            assert entry["lower_s"] >= 0 and entry["state_arrays"] >= 1
+        for lib in VARIANTS:
+            assert _positive(case[lib]["ratio_vs_optax"]), (case["optimizer"], case["tree"], lib)
+            assert _positive(case[lib]["compile_ratio_vs_optax"])
+    for lib in VARIANTS:
+        assert _positive(results["summary"][lib]["geomean_ratio_vs_optax"])
+        assert _positive(results["summary"][lib]["geomean_compile_ratio_vs_optax"])
+
+
+@pytest.mark.slow
+def test_fused_state_is_smaller_on_many_leaves(quick_results):
+    # a property of the layout, not a timing: the fused Adam state holds a few buffers
+    results, _, _ = quick_results
+    case = next(c for c in results["cases"] if c["optimizer"] == "adam" and c["tree"].startswith("leaves_"))
+    assert case["optax"]["state_arrays"] == 2 * case["n_leaves"] + 1
+    assert case["fused"]["state_arrays"] == 3
+    floor = results["dispatch_floor"]
+    assert floor["state_arrays"]["fused"] == 3
+    assert all(_positive(v) for v in floor["median_ms"].values())
+
+
+@pytest.mark.slow
+def test_markdown_report(quick_results):
+    results, markdown, stdout = quick_results
+    for heading in ("## Machine", "## Summary", "## Step time", "## Compile time and memory", "## Method"):
+        assert heading in markdown
+    assert results["machine"]["jax"] in markdown and results["machine"]["cpu_model"] in markdown
+    table_rows = [line for line in markdown.splitlines() if line.startswith("| ") and " ms" not in line]
+    assert len(table_rows) >= len(results["cases"])
+    assert "geometric mean gradtx/optax" in stdout
