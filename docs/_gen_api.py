@@ -1,0 +1,193 @@
+"""Regenerate the API reference pages (docs/api/*.md) from the package's `__all__` lists.
+
+    python docs/_gen_api.py
+
+Every public name gets one `::: gradtx.<name>` entry (mkdocstrings renders its docstring),
+grouped by the module that defines it, under a heading taken from that module's docstring.
+tests/test_docs.py checks that every name in `gradtx.__all__` (and in the `__all__` of
+`gradtx.curvature`, `gradtx.second_order` and `gradtx.numerics`) has an entry.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import gradtx  # noqa: E402
+
+API = ROOT / "docs" / "api"
+
+# page -> (title, introduction, package prefixes whose names go on the page)
+PAGES = {
+    "base.md": (
+        "Core",
+        "The gradient-transformation protocol, `chain`, `apply_updates`, the `describe` decorator "
+        "that makes transformations printable and checks their state, and inspection helpers. "
+        "See [Concepts](../concepts.md).",
+        ("gradtx.base", "gradtx.inspection"),
+    ),
+    "transforms.md": (
+        "Transformations",
+        "Building blocks: chain them with [`gradtx.chain`][gradtx.chain]. Update rules and "
+        "references are in the guides ([SGD family](../guides/sgd.md), "
+        "[adaptive methods](../guides/adaptive.md), [clipping](../guides/clipping.md)).",
+        ("gradtx.transforms",),
+    ),
+    "optimizers.md": (
+        "Optimizers",
+        "Ready-made chains with optax's names, arguments and defaults.",
+        ("gradtx.optimizers",),
+    ),
+    "schedules.md": (
+        "Schedules",
+        "Functions of the integer step count; see the [schedules guide](../guides/schedules.md).",
+        ("gradtx.schedules",),
+    ),
+    "wrappers.md": (
+        "Wrappers",
+        "Transformations of transformations; see the [wrappers guide](../guides/wrappers.md).",
+        ("gradtx.wrappers",),
+    ),
+    "curvature.md": (
+        "Curvature (`gradtx.curvature`)",
+        "Matrix-free Hessian tools; see the [curvature guide](../guides/curvature.md).",
+        ("gradtx.curvature",),
+    ),
+    "second_order.md": (
+        "Second order (`gradtx.second_order`)",
+        "Optimizers that use Hessian-vector products; see the "
+        "[second-order guide](../guides/second_order.md).",
+        ("gradtx.second_order",),
+    ),
+    "numerics.md": (
+        "Numerics and testing utilities",
+        "Helpers shared by the transformations (`gradtx.numerics`), and finite-difference checks "
+        "of gradients and Hessian-vector products (`gradtx.gradcheck`).",
+        ("gradtx.numerics", "gradtx.gradcheck"),
+    ),
+}
+
+# order of the sections on a page (modules not listed come after, alphabetically)
+MODULE_ORDER = [
+    "gradtx.base", "gradtx.inspection",
+    "gradtx.transforms.scaling", "gradtx.transforms.momentum", "gradtx.transforms.adaptive",
+    "gradtx.transforms.clipping", "gradtx.transforms.weight_decay", "gradtx.transforms.noise",
+    "gradtx.optimizers.sgd", "gradtx.optimizers.adam", "gradtx.optimizers.rms",
+    "gradtx.optimizers.lion", "gradtx.optimizers.lamb",
+    "gradtx.schedules.polynomial", "gradtx.schedules.piecewise", "gradtx.schedules.exponential",
+    "gradtx.schedules.cosine", "gradtx.schedules.onecycle", "gradtx.schedules.join",
+    "gradtx.wrappers.masking", "gradtx.wrappers.finite", "gradtx.wrappers.accumulation",
+    "gradtx.wrappers.hyperparams", "gradtx.wrappers.plateau", "gradtx.wrappers.flatten",
+    "gradtx.curvature.operators", "gradtx.curvature.lanczos", "gradtx.curvature.trace",
+    "gradtx.curvature.density", "gradtx.curvature.analysis", "gradtx.curvature.data",
+    "gradtx.curvature",
+    "gradtx.second_order.saddle", "gradtx.second_order.newton_cg",
+    "gradtx.numerics", "gradtx.gradcheck",
+]
+
+GRIFFE = None  # the package as griffe sees it (loaded in main)
+
+# not exported, but linked from public docstrings
+EXTRA = {"gradtx.curvature.data": ["gradtx.curvature.data.as_args"]}
+
+# names exported from a sub-package namespace rather than the top level
+NAMESPACES = ("curvature", "second_order", "numerics")
+
+
+def _shadowed(path: str) -> str | None:
+    """The canonical path of `path`'s object when griffe would resolve `path` to a module instead.
+
+    Griffe (mkdocstrings' loader) cannot tell a submodule `pkg/adam.py` from a function `adam`
+    re-exported by `pkg/__init__.py` (mkdocstrings/griffe#124): `::: gradtx.adam` would render the
+    module `gradtx.optimizers.adam`. Such names are documented through their defining module
+    (`gradtx.optimizers.adam.adam`) under a Markdown anchor with the public name.
+    """
+    obj = gradtx
+    for part in path.split(".")[1:]:
+        obj = getattr(obj, part)
+    if inspect.ismodule(obj):
+        return None
+    try:
+        target = GRIFFE[path[len("gradtx."):]]
+        target = target.final_target if target.is_alias else target
+    except Exception:
+        return None
+    if target.kind.value != "module":
+        return None
+    return f"{obj.__module__}.{obj.__qualname__}"
+
+
+def _entry(path: str) -> list[str]:
+    canonical = _shadowed(path)
+    if canonical is None:
+        return [f"::: {path}", ""]
+    return [f"[](){{#{path}}}", "", f"::: {canonical}", "    options:", f'      heading: "{path}"', ""]
+
+
+def public_entries() -> list[tuple[str, str]]:
+    """(documented path, defining module) for every public name."""
+    entries = []
+    for name in gradtx.__all__:
+        obj = getattr(gradtx, name)
+        if inspect.ismodule(obj):
+            continue
+        entries.append((f"gradtx.{name}", _defining_module(obj, "gradtx.base")))
+    for ns in NAMESPACES:
+        module = importlib.import_module(f"gradtx.{ns}")
+        for name in module.__all__:
+            obj = getattr(module, name)
+            entries.append((f"gradtx.{ns}.{name}", _defining_module(obj, f"gradtx.{ns}")))
+    return entries
+
+
+def _defining_module(obj: object, fallback: str) -> str:
+    module = getattr(obj, "__module__", None)
+    if not isinstance(module, str) or not module.startswith("gradtx"):
+        return fallback  # type aliases and constants
+    return module
+
+
+def _order(path: str) -> tuple[int, str]:
+    name = path.rsplit(".", 1)[1]
+    kind = 2 if name.isupper() else (1 if name[0].isupper() else 0)
+    return kind, name.lower()
+
+
+def main() -> None:
+    global GRIFFE
+    import griffe
+
+    GRIFFE = griffe.load("gradtx", search_paths=[str(ROOT)])
+    entries = public_entries()
+    placed = set()
+    for page, (title, intro, prefixes) in PAGES.items():
+        groups: dict[str, list[str]] = {}
+        for path, module in entries:
+            if any(module == p or module.startswith(p + ".") for p in prefixes):
+                groups.setdefault(module, []).append(path)
+                placed.add(path)
+        lines = [f"# {title}", "", intro, ""]
+        def rank(module: str) -> tuple[int, str]:
+            return (MODULE_ORDER.index(module) if module in MODULE_ORDER else len(MODULE_ORDER), module)
+
+        for module in sorted(groups, key=rank):
+            paths = groups[module]
+            # the module itself, docstring only, as the section heading (level 2)
+            lines += [f"::: {module}", "    options:", "      members: false", "      heading_level: 2", ""]
+            paths = paths + [p for p in EXTRA.get(module, []) if p not in paths]
+            # functions first, then classes / states, then constants, each alphabetically
+            for path in sorted(paths, key=_order):
+                lines += _entry(path)
+        (API / page).write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    missing = [path for path, _ in entries if path not in placed]
+    if missing:
+        raise SystemExit(f"no API page for {missing}; add their module to PAGES")
+
+
+if __name__ == "__main__":
+    main()
