@@ -324,7 +324,7 @@ def test_update_keeps_tree_structure_shapes_and_dtypes(name, data):
 # --------------------------------------------------------------------------------------------
 
 
-@_settings(25)
+@_settings(20)
 @given(name=st.sampled_from(sorted(ALL)), data=st.data())
 def test_jit_matches_eager(name, data):
     _count("jit_eager")
