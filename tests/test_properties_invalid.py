@@ -8,8 +8,7 @@ integers, non-floating dtypes, ...) while every other argument stays valid, and 
 read from each factory's docstring and its checks (`gradtx._validation`, `gradtx.optimizers._checks`).
 
 A second table checks the other side of each range: documented boundary values are accepted.
-Known gaps are recorded as `xfail(strict=True)` tests at the end of the module (so CI stays green
-and the test turns red, asking for the marker to go, the day the gap is fixed).
+Regression tests for gaps these properties found (now fixed) close the module.
 """
 
 from __future__ import annotations
@@ -225,7 +224,7 @@ CASES: list[Case] = [
     Case("inject_hyperparams", "static_args", lambda bad: gradtx.inject_hyperparams(gradtx.adam, static_args=bad),
          st.sampled_from(["lr", "beta1", ("b1", "momentum")])),
     Case("inject_hyperparams", "inner_factory", gradtx.inject_hyperparams, CALLABLE_BAD),
-    # (integers outside the int32 range are left out here: see the xfail at the end of the module)
+    # (integers outside the int32 range: see the regression test at the end of the module)
     Case("inject_hyperparams(adam)", "learning_rate", lambda bad: gradtx.inject_hyperparams(gradtx.adam)(bad),
          st.one_of(_NEG_I32, st.sampled_from([_NAN, _INF]), _TEXT)),
     Case("inject_hyperparams(adam)", "b1", lambda bad: gradtx.inject_hyperparams(gradtx.adam)(0.1, b1=bad),
@@ -324,7 +323,6 @@ _IDS = _ids_unique(CASES)
 
 
 # inject_hyperparams casts huge floats to float32 (inf, with a numpy warning) before rejecting them.
-@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 @pytest.mark.parametrize("case", CASES, ids=_IDS)
 @settings(max_examples=8, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
@@ -406,7 +404,7 @@ def test_documented_boundary_values_are_accepted(name):
 
 
 # --------------------------------------------------------------------------------------------
-# Known gaps (recorded, so CI stays green and the day they are fixed the xfail turns red)
+# Regressions of gaps found by these tests (fixed)
 # --------------------------------------------------------------------------------------------
 
 
@@ -422,12 +420,6 @@ def test_inject_hyperparams_accepts_bfloat16_hyperparam_dtype():
     assert tx.init(_P).hyperparams["learning_rate"].dtype == jnp.bfloat16
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gap: add_decayed_weights documents mask as 'a tree of booleans' but never checks the leaves: "
-    "numbers are used as truth values (0.5 or 1 decay, 0 does not) and a string fails later inside "
-    "jnp.where with a message that does not name mask; gradtx.masked does check its mask",
-)
 @settings(max_examples=10, deadline=None, derandomize=True, database=None)
 @given(leaf=st.one_of(st.integers(0, 3), st.floats(0.0, 1.0), _TEXT))
 def test_add_decayed_weights_rejects_non_boolean_mask_leaves(leaf):
@@ -436,16 +428,11 @@ def test_add_decayed_weights_rejects_non_boolean_mask_leaves(leaf):
         tx.update(_P, tx.init(_P), _P)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="bug: inject_hyperparams converts Python-int hyper-parameters with jnp.asarray before the inner "
-    "factory validates them, so an int outside the int32 range (e.g. learning_rate=-2**31 - 1 or b1=2**31) "
-    "raises OverflowError from JAX instead of the factory's ValueError naming the argument",
-)
-@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 @settings(max_examples=5, deadline=None, derandomize=True, database=None)
-@given(bad=st.one_of(st.integers(max_value=-(2**31) - 1), st.integers(min_value=2**31)))
-def test_inject_hyperparams_out_of_int32_hyperparameter_raises_naming_it(bad):
-    with pytest.raises((ValueError, TypeError), match=r"\blearning_rate\b"):
+@given(bad=st.integers(max_value=-(2**31) - 1), big=st.integers(min_value=2**31))
+def test_inject_hyperparams_out_of_int32_hyperparameter_raises_naming_it(bad, big):
+    # Python ints outside the int32 range reach the factory's own range check (no OverflowError)
+    with pytest.raises(ValueError, match=r"\blearning_rate\b"):
         gradtx.inject_hyperparams(gradtx.adam)(bad)
+    with pytest.raises(ValueError, match=r"\bb1\b"):
+        gradtx.inject_hyperparams(gradtx.adam)(0.1, b1=big)

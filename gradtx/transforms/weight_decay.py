@@ -43,7 +43,17 @@ def _broadcast_mask(mask_tree: Any, params: Any) -> list[Any]:
             "add_decayed_weights: mask must be a tree of booleans with the structure of the "
             f"params (or a prefix of it); {err}"
         ) from None
-    return jax.tree.leaves(full)
+    flags = jax.tree.leaves(full)
+    for flag in flags:
+        if _is_static_bool(flag):
+            continue
+        if isinstance(flag, jax.Array) and flag.dtype == jnp.bool_ and flag.ndim == 0:
+            continue  # a (possibly traced) scalar boolean
+        raise TypeError(
+            "add_decayed_weights: mask leaves must be booleans (True decays the leaf), got "
+            f"{type(flag).__name__}: {flag!r}"
+        )
+    return flags
 
 
 @describe

@@ -112,6 +112,8 @@ def _to_hyperparam(value: Any, dtype: Any) -> Any:
     """Floats (Python, NumPy or weakly typed arrays) become arrays of `dtype`; others arrays as is."""
     if isinstance(value, jax.Array) and not getattr(value, "weak_type", False):
         return value
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**31) <= value < 2**31:
+        return float(value)  # outside int32: keep the value so the factory's range check names it
     if jnp.issubdtype(jnp.result_type(value), jnp.floating):
         return jnp.asarray(value, dtype)
     return jnp.asarray(value)
