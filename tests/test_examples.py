@@ -1,0 +1,149 @@
+"""Run every example script with --quick in a subprocess and check what it prints and writes.
+
+Each test asserts the exit status, that the advertised PNG figures were written (valid PNG
+headers, non-trivial size) and that the numbers the script prints are sane: accuracies reached,
+saddles escaped, the three spellings of one optimizer agreeing, and so on.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+pytestmark = pytest.mark.slow
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def run_example(name: str, out: Path, *args: str, timeout: float = 600) -> str:
+    """Run `examples/<name>.py --quick --out <out> *args`; return its stdout (stderr on failure)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    env["MPLBACKEND"] = "Agg"
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{name}.py"), "--quick", "--out", str(out), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, (
+        f"{name}.py exited with {proc.returncode}\n--- stdout ---\n{proc.stdout[-4000:]}\n"
+        f"--- stderr ---\n{proc.stderr[-4000:]}"
+    )
+    return proc.stdout
+
+
+def assert_figures(out: Path, *names: str) -> None:
+    for name in names:
+        path = out / name
+        assert path.is_file(), f"{name} was not written into {out}: {sorted(p.name for p in out.iterdir())}"
+        data = path.read_bytes()
+        assert data[:8] == PNG_MAGIC, f"{name} is not a PNG file"
+        assert len(data) > 5_000, f"{name} is suspiciously small ({len(data)} bytes)"
+
+
+def floats(pattern: str, text: str) -> list[float]:
+    return [float(m) for m in re.findall(pattern, text, flags=re.MULTILINE)]
+
+
+def test_train_digits(tmp_path):
+    out = run_example("train_digits", tmp_path, "--no-progress")
+    assert_figures(tmp_path, "training_curves.png", "lr_schedule.png", "hessian_spectrum.png")
+    # the interface: exactly one line "test accuracy: 0.xxxx" with four decimals
+    lines = re.findall(r"^test accuracy: (\d\.\d{4})$", out, flags=re.MULTILINE)
+    assert len(lines) == 1, out
+    assert float(lines[0]) >= 0.90, out
+    assert re.search(r"^wall time: \d+\.\d s$", out, flags=re.MULTILINE), out
+    assert "optimizer: chain(clip_by_global_norm(max_norm=1.0), adamw(" in out
+    # the curvature table: positive top eigenvalues in decreasing order, a most negative
+    # eigenvalue below all of them, and a positive trace at a trained (near-minimum) point
+    top = [float(v) for v in re.search(r"^top-3 eigenvalues.*?\s{2,}(.+)$", out, re.M).group(1).split(",")]
+    assert len(top) == 3 and top[0] >= top[1] >= top[2] > 0, out
+    bottom = floats(r"^most negative eigenvalue.*?\s{2,}(\S+)$", out)[0]
+    assert bottom < top[2]
+    trace = floats(r"^trace \(Hutchinson\)\s+(\S+)$", out)[0]
+    assert trace > 0
+    assert re.search(r"^condition number\s+\S+ \((positive_definite|indefinite|singular)\)$", out, re.M), out
+
+
+def test_compare_optimizers(tmp_path):
+    out = run_example("compare_optimizers", tmp_path)
+    assert_figures(tmp_path, "optimizer_trajectories.png", "optimizer_losses_2d.png", "optimizer_digits.png")
+    names = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+    accuracy = {}
+    for name in names:
+        m = re.search(rf"^\s+{name}\s+final train loss (\S+)\s+test accuracy (\S+)", out, re.M)
+        assert m, f"no digits result for {name}:\n{out}"
+        accuracy[name] = float(m.group(2))
+    assert min(accuracy.values()) > 0.5, accuracy  # every optimizer learns something in 4 epochs
+    assert accuracy["adam"] >= 0.9, accuracy
+    # the 2-D table: Beale's minimum (f = 0) is approached by every optimizer from f(1, 1.5) ≈ 41,
+    # Adam gets close to Rosenbrock's minimum from f(-1.2, 1) = 24.2, all escape the saddle.
+    for name in names:
+        row = re.search(rf"^\s+{name}\s+(\S+) \((\S+)\)\s+(\S+) \((\S+)\)\s+step (\d+)$", out, re.M)
+        assert row, f"no 2-D row for {name}:\n{out}"
+        rosen, _, beale, _, escape = row.groups()
+        assert float(rosen) < 24.2 and float(beale) < 1.0 and int(escape) < 150, row.group(0)
+        if name == "adam":
+            assert float(rosen) < 0.05, row.group(0)
+
+
+def test_saddle_escape(tmp_path):
+    out = run_example("saddle_escape", tmp_path)
+    assert_figures(tmp_path, "saddle_escape_2d.png", "saddle_escape_factorization.png")
+    classified = dict(re.findall(r"^\s{2}(gradient descent|saddle_escape \+ sgd)\s{2,}(\w+)\s+\|grad\|", out, re.M))
+    assert classified == {"gradient descent": "saddle", "saddle_escape + sgd": "minimum"}, out
+    gd = floats(r"^\s+gradient descent\s+f after \d+ steps = (\S+)$", out)
+    se = floats(r"^\s+saddle_escape \+ sgd\s+f after \d+ steps = (\S+)", out)
+    # M has singular values 3, 2, 1: f(0) = (9 + 4 + 1)/2 = 7, where gradient descent stays
+    assert gd == [pytest.approx(7.0, rel=1e-5)], out
+    assert se and se[0] < 1e-3, out
+    assert re.search(r"start U = V = 0\s+saddle\s+\|grad\| = 0\.00e\+00", out), out
+
+
+def test_schedules(tmp_path):
+    import gradtx
+
+    out = run_example("schedules", tmp_path)
+    assert_figures(tmp_path, "schedules.png")
+    m = re.search(r"^plotted (\d+) curves covering (\d+) of (\d+) schedules$", out, re.M)
+    assert m, out
+    n_schedules = len(gradtx.schedules.__all__)
+    assert int(m.group(2)) == int(m.group(3)) == n_schedules, out
+    assert "warning" not in out
+    # spot checks against closed forms: warmup_cosine_decay peaks at 1 and ends at end_value 0.05
+    row = re.search(r"^warmup_cosine_decay_schedule\s+step 0: (\S+)\s+step \d+: \S+\s+step \d+: (\S+)$", out, re.M)
+    assert row and float(row.group(1)) == 0.0 and float(row.group(2)) == pytest.approx(0.05, rel=1e-4)
+
+
+def test_linen_train_state(tmp_path):
+    out = run_example("linen_train_state", tmp_path)
+    assert_figures(tmp_path, "linen_training.png")
+    diffs = floats(r"^max \|params\(.+?\) - params\(gradtx\)\| = (\S+)$", out)
+    assert len(diffs) == 2 and max(diffs) <= 1e-5, out
+    acc = floats(r"^test accuracy: (\d\.\d{4})$", out)
+    assert len(acc) == 1 and acc[0] >= 0.9, out
+
+
+def test_newton_cg(tmp_path):
+    out = run_example("newton_cg", tmp_path)
+    assert_figures(tmp_path, "newton_cg.png")
+    rows = re.findall(r"^\s+(newton_cg\(.+?\))\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$", out, re.M)
+    assert len(rows) == 2, out
+    (_, it_quad, _, hvp_quad, _), (_, it_log, _, hvp_log, _) = rows
+    # a quadratic is solved by one Newton step (CG needs at most n = 100 products in exact
+    # arithmetic; float32 rounding costs a few more)
+    assert int(it_quad) <= 2 and 0 < int(hvp_quad) <= 400, out
+    assert int(it_log) <= 15 and int(hvp_log) > 0, out
+    # Adam does not reach the tolerance within its iteration budget on either problem
+    assert len(re.findall(r"^\s+adam\(lr=\S+\)\s+> \d+", out, re.M)) == 2, out
