@@ -37,6 +37,7 @@ import numpy as np
 __all__ = [
     "Case",
     "Optimizer",
+    "StreamKernel",
     "Tree",
     "compile_step",
     "dispatch_floor",
@@ -118,34 +119,49 @@ def _run_blocks(fns: list[Callable[[], float]], blocks: int) -> list[list[float]
     return out
 
 
-def stream_bandwidth(n_bytes: float = 80e6, blocks: int = 9, min_block_s: float = 0.05) -> dict[str, float]:
-    """Bandwidth of an in-place, donated `x * a + b` over a float32 array of `n_bytes` bytes.
+class StreamKernel:
+    """The reference kernel: an in-place, donated `x * a + b` over a float32 array.
 
-    Returns a dict with `GBps` (median over blocks of `2 * n_bytes / time_per_call`), the array
-    size and the median time per call.
+    `block()` times one block of calls (seconds per call); bytes moved per call are read + write.
     """
-    n = int(n_bytes // 4)
-    kernel = jax.jit(lambda x: x * jnp.float32(1.0000001) + jnp.float32(1e-7), donate_argnums=0)
-    compiled = kernel.lower(jax.ShapeDtypeStruct((n,), jnp.float32)).compile()
-    box = [jnp.zeros((n,), jnp.float32)]
-    box[0] = compiled(box[0])
-    jax.block_until_ready(box[0])
-    start = time.perf_counter()
-    box[0] = compiled(box[0])
-    jax.block_until_ready(box[0])
-    one = max(time.perf_counter() - start, 1e-6)
-    reps = max(1, math.ceil(min_block_s / one))
 
-    def block() -> float:
+    def __init__(self, n_bytes: float = 80e6, min_block_s: float = 0.05):
+        n = int(n_bytes // 4)
+        kernel = jax.jit(lambda x: x * jnp.float32(1.0000001) + jnp.float32(1e-7), donate_argnums=0)
+        self.fn = kernel.lower(jax.ShapeDtypeStruct((n,), jnp.float32)).compile()
+        self.array_bytes = n * 4
+        self.x = self.fn(jnp.zeros((n,), jnp.float32))
+        jax.block_until_ready(self.x)
+        self.steps = 1
+        one = min(self.run(1) for _ in range(2))
+        self.steps = max(1, math.ceil(min_block_s / max(one, 1e-6)))
+
+    def run(self, steps: int) -> float:
         t0 = time.perf_counter()
-        for _ in range(reps):
-            box[0] = compiled(box[0])
-        jax.block_until_ready(box[0])
-        return (time.perf_counter() - t0) / reps
+        for _ in range(steps):
+            self.x = self.fn(self.x)
+        jax.block_until_ready(self.x)
+        return (time.perf_counter() - t0) / steps
 
-    (times,) = _run_blocks([block], blocks)
+    def block(self) -> float:
+        return self.run(self.steps)
+
+    def gbps(self, seconds_per_call: float) -> float:
+        return 2 * self.array_bytes / seconds_per_call / 1e9
+
+
+def stream_bandwidth(
+    n_bytes: float = 80e6, blocks: int = 9, min_block_s: float = 0.05, kernel: StreamKernel | None = None
+) -> dict[str, float]:
+    """Bandwidth of the reference kernel ([`StreamKernel`]): median over `blocks` blocks.
+
+    Returns a dict with `GBps` (`2 * array_bytes / median time per call`), the array size and
+    the median time per call.
+    """
+    kernel = kernel or StreamKernel(n_bytes, min_block_s)
+    (times,) = _run_blocks([kernel.block], blocks)
     per_call = statistics.median(times)
-    return {"GBps": 2 * n * 4 / per_call / 1e9, "array_bytes": n * 4, "seconds_per_call": per_call}
+    return {"GBps": kernel.gbps(per_call), "array_bytes": kernel.array_bytes, "seconds_per_call": per_call}
 
 
 # --------------------------------------------------------------------------------------------
@@ -382,14 +398,16 @@ def measure_case(
     tree: Tree,
     variants: dict[str, Callable[[Any], Any]],
     *,
-    bandwidth_GBps: float,
+    stream: StreamKernel,
     blocks: int,
     min_block_s: float,
 ) -> dict[str, Any]:
     """Compile and time optax and every gradtx variant on one (optimizer, tree) case.
 
     `variants` maps a name to a function turning the gradtx transformation into the one to time
-    (e.g. the identity for the default path). Returns a JSON-ready dict.
+    (e.g. the identity for the default path). The reference `stream` kernel is timed in the same
+    rotation of blocks, so each case's bound uses the bandwidth measured while it ran. Returns a
+    JSON-ready dict.
     """
     import optax
 
@@ -411,8 +429,10 @@ def measure_case(
 
     runners = {name: _Runner(compiled[name], txs[name], params, grads) for name in names}
     _calibrate(list(runners.values()), min_block_s)
-    fns = [runners[name].block for name in names]
-    times = dict(zip(names, _run_blocks(fns, blocks), strict=True))
+    fns = [runners[name].block for name in names] + [stream.block]
+    *per_lib, stream_times = _run_blocks(fns, blocks)
+    times = dict(zip(names, per_lib, strict=True))
+    bandwidth_GBps = stream.gbps(statistics.median(stream_times))
 
     bound_s = opt.bytes_per_param * tree.n_params / (bandwidth_GBps * 1e9)
     result: dict[str, Any] = {
@@ -425,6 +445,7 @@ def measure_case(
         "bytes_per_param": opt.bytes_per_param,
         "byte_model": opt.byte_model,
         "bound_ms": bound_s * 1e3,
+        "stream_GBps": bandwidth_GBps,
         "steps_per_block": runners[names[0]].steps,
         "blocks": blocks,
     }

@@ -372,3 +372,33 @@ def test_donated_training_step_under_jit():
         u, ref_s = gradtx.adam(0.01).update(g, ref_s, ref_p)
         ref_p = gradtx.apply_updates(ref_p, u)
     chex.assert_trees_all_close(p, ref_p, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.skipif(len(jax.devices()) < 8, reason="needs 8 (simulated) devices")
+def test_sharded_params_large_leaves_keep_their_sharding():
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    mesh = Mesh(np.array(jax.devices()[:8]), ("x",))
+    rng = np.random.default_rng(3)
+    params = {f"b{i}": jnp.asarray(rng.normal(size=(8,)), jnp.float32) for i in range(10)}
+    params["w"] = jax.device_put(jnp.asarray(rng.normal(size=(64, 80)), jnp.float32), NamedSharding(mesh, P("x", None)))
+    tx = maybe_fuse(gradtx.adam(0.01))  # w (5,120 elements) is above the default max_leaf_size
+
+    @jax.jit
+    def step(p, s, g):
+        u, s = tx.update(g, s, p)
+        return gradtx.apply_updates(p, u), s
+
+    state = tx.init(params)
+    assert isinstance(state, FusedState)
+    assert state.inner[0].mu["['w']"].sharding.is_equivalent_to(params["w"].sharding, 2)
+    p, s = params, state
+    ref_p, ref_s = params, gradtx.adam(0.01).init(params)
+    for t in range(3):
+        g = _grads(params, t)
+        p, s = step(p, s, g)
+        u, ref_s = gradtx.adam(0.01).update(g, ref_s, ref_p)
+        ref_p = gradtx.apply_updates(ref_p, u)
+    chex.assert_trees_all_close(p, ref_p, rtol=1e-6, atol=1e-6)
+    assert s.inner[0].mu["['w']"].sharding.is_equivalent_to(params["w"].sharding, 2)
