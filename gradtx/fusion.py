@@ -36,9 +36,10 @@ do not fuse (concatenating sharded arrays forces them onto one layout).
 Implementation notes (measured, see `docs/benchmarks.md`). XLA compiles one kernel per distinct
 fused computation, and a slice at a constant offset makes every leaf's kernel distinct: cutting
 1,000 leaves out of one buffer with static slices compiles ~1,000 kernels (tens of seconds on
-CPU). The offsets are therefore made opaque to the compiler (they pass through a no-op sort of
-runtime values), so every leaf of the same shape reuses one kernel. Correctness never depends
-on this; only compile time does.
+CPU). The offsets of leaves whose shape occurs more than once are therefore made opaque to the
+compiler (they pass through a no-op sort of runtime values), so every leaf of the same shape
+reuses one kernel; leaves of a unique shape are cut at constant offsets. Correctness never
+depends on this; only compile time does.
 """
 
 from __future__ import annotations
@@ -197,7 +198,10 @@ def _opaque_offsets(offsets: list[int], buffers: list[jax.Array]) -> list[jax.Ar
 def _from_view(view: dict[str, jax.Array], layout: _Layout, static: bool = False) -> Any:
     """Cut the group buffers of `view` back into leaves; inverse of `_to_view`.
 
-    `static=True` cuts with constant offsets (for eager use, where compilation does not matter).
+    Pieces whose (buffer dtype, shape) occurs more than once are cut at opaque offsets, so they
+    share one compiled kernel; the others are cut at constant offsets (their kernel is unique
+    either way, and a static slice is cheaper at run time). `static=True` cuts everything at
+    constant offsets (for eager use, where compilation does not matter).
     """
     leaves: list[Any] = [None] * layout.num_leaves
     cut: list[tuple[jax.Array, _Piece]] = []
@@ -207,13 +211,19 @@ def _from_view(view: dict[str, jax.Array], layout: _Layout, static: bool = False
             leaves[pieces[0].index] = lax.reshape(buffer, pieces[0].shape)
         else:
             cut.extend((buffer, piece) for piece in pieces)
-    if cut and static:
-        for buffer, piece in cut:
+    classes: dict[tuple[str, tuple[int, ...]], int] = {}
+    for buffer, piece in cut:
+        k = (str(buffer.dtype), piece.shape)
+        classes[k] = classes.get(k, 0) + 1
+    shared = [] if static else [(b, p) for b, p in cut if classes[(str(b.dtype), p.shape)] > 1]
+    shared_ids = {id(p) for _, p in shared}
+    for buffer, piece in cut:
+        if id(piece) not in shared_ids:
             part = lax.slice(buffer, (piece.offset,), (piece.offset + piece.size,))
             leaves[piece.index] = lax.reshape(part, piece.shape)
-    elif cut:
-        offsets = _opaque_offsets([p.offset for _, p in cut], [b for b, _ in cut])
-        for (buffer, piece), start in zip(cut, offsets, strict=True):
+    if shared:
+        offsets = _opaque_offsets([p.offset for _, p in shared], [b for b, _ in shared])
+        for (buffer, piece), start in zip(shared, offsets, strict=True):
             part = lax.dynamic_slice(buffer, (start,), (piece.size,), allow_negative_indices=False)
             leaves[piece.index] = lax.reshape(part, piece.shape)
     for key, index in layout.singles.items():
