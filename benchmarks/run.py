@@ -219,8 +219,9 @@ def _notes(results: dict[str, Any]) -> list[str]:
         out.append(
             f"* **Memory.** The fused step plans {_fmt_bytes(adam_many['fused']['temp_bytes'])} of temporaries "
             f"on {adam_many['tree_label']} (optax {_fmt_bytes(adam_many['optax']['temp_bytes'])}): the "
-            "concatenated gradients and the flat update, 4 bytes per fused float32 param each (plus the "
-            "concatenated params for weight decay). Leaves above `max_leaf_size` are never copied."
+            "concatenated gradients and the flat update, which XLA places in one buffer of 4 bytes per "
+            "fused float32 param (a second one holds the concatenated params when the optimizer reads "
+            "them, e.g. for weight decay). Leaves above `max_leaf_size` are never copied."
         )
     out.append(
         "* **Single leaves** are not fused (`maybe_fuse` needs at least 8 small leaves), so there the "
