@@ -36,6 +36,7 @@ __all__ = [
     "make_mlp",
     "make_optimizer",
     "plt",
+    "save_figure",
     "train",
 ]
 
@@ -51,6 +52,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 100, "axes.grid": True, "grid.alpha": 0.3})
+
+
+def save_figure(fig: Any, path: str | os.PathLike) -> None:
+    """Save `fig` as a compact PNG (256-colour palette; line plots lose nothing visible) and close it."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    buffer.seek(0)
+    image = Image.open(buffer).convert("RGB")
+    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
 def figure_dir(out: str | os.PathLike) -> Path:

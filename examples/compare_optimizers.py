@@ -22,7 +22,16 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import add_common_args, figure_dir, load_digits_data, make_mlp, make_optimizer, plt, train
+from _common import (
+    add_common_args,
+    figure_dir,
+    load_digits_data,
+    make_mlp,
+    make_optimizer,
+    plt,
+    save_figure,
+    train,
+)
 from matplotlib.colors import LogNorm
 
 import gradtx
@@ -132,8 +141,7 @@ def plot_trajectories(paths: dict, out) -> None:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(NAMES), frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
-    fig.savefig(out / "optimizer_trajectories.png")
-    plt.close(fig)
+    save_figure(fig, out / "optimizer_trajectories.png")
 
 
 def plot_2d_losses(losses: dict, out) -> None:
@@ -148,8 +156,7 @@ def plot_2d_losses(losses: dict, out) -> None:
         ax.set(title=title, xlabel="step", ylabel="f")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "optimizer_losses_2d.png")
-    plt.close(fig)
+    save_figure(fig, out / "optimizer_losses_2d.png")
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,8 +179,7 @@ def plot_digits(histories: dict, out) -> None:
     ax_loss.legend(fontsize=8)
     ax_acc.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(out / "optimizer_digits.png")
-    plt.close(fig)
+    save_figure(fig, out / "optimizer_digits.png")
 
 
 def main(argv: list[str] | None = None) -> None:

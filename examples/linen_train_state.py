@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from _common import add_common_args, cross_entropy, figure_dir, load_digits_data, plt
+from _common import add_common_args, cross_entropy, figure_dir, load_digits_data, plt, save_figure
 from flax.training.train_state import TrainState
 
 import gradtx
@@ -131,8 +131,7 @@ def main(argv: list[str] | None = None) -> None:
            title="linen + TrainState: one optimizer, three spellings")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "linen_training.png")
-    plt.close(fig)
+    save_figure(fig, out / "linen_training.png")
     print(f"test accuracy: {accs['gradtx']:.4f}")
     print(f"figures written to {out}/: linen_training.png")
     print(f"wall time: {time.perf_counter() - start:.1f} s")

@@ -25,7 +25,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import add_common_args, figure_dir, plt
+from _common import add_common_args, figure_dir, plt, save_figure
 
 import gradtx
 from gradtx.second_order import newton_cg
@@ -174,8 +174,7 @@ def main(argv: list[str] | None = None) -> None:
             ax.set_xlim(left=0)
             ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "newton_cg.png")
-    plt.close(fig)
+    save_figure(fig, out / "newton_cg.png")
     print(f"figures written to {out}/: newton_cg.png")
     print(f"wall time: {time.perf_counter() - start:.1f} s")
 

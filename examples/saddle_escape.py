@@ -25,7 +25,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import add_common_args, figure_dir, plt
+from _common import add_common_args, figure_dir, plt, save_figure
 
 import gradtx
 from gradtx import curvature
@@ -117,8 +117,7 @@ def two_d(out, num_steps: int, seed: int) -> None:
     ax_f.set(xlabel="step", ylabel="f", title="objective")
     ax_f.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "saddle_escape_2d.png")
-    plt.close(fig)
+    save_figure(fig, out / "saddle_escape_2d.png")
 
 
 def factorization(out, num_steps: int, seed: int) -> None:
@@ -163,8 +162,7 @@ def factorization(out, num_steps: int, seed: int) -> None:
     ax.text(num_steps, 0.5, "rank-2 saddle", ha="right", va="bottom", fontsize=8, color="0.4")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "saddle_escape_factorization.png")
-    plt.close(fig)
+    save_figure(fig, out / "saddle_escape_factorization.png")
 
 
 def main(argv: list[str] | None = None) -> None:

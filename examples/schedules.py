@@ -17,7 +17,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import add_common_args, figure_dir, plt
+from _common import add_common_args, figure_dir, plt, save_figure
 
 import gradtx
 from gradtx import schedules
@@ -92,8 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     for ax in axes[-1]:
         ax.set_xlabel("step")
     fig.tight_layout()
-    fig.savefig(out / "schedules.png")
-    plt.close(fig)
+    save_figure(fig, out / "schedules.png")
     print(f"plotted {len(scheds)} curves covering {len(schedules.__all__) - len(missing)} of "
           f"{len(schedules.__all__)} schedules")
     print(f"figures written to {out}/: schedules.png")

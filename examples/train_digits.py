@@ -40,6 +40,7 @@ from _common import (
     make_mlp,
     make_optimizer,
     plt,
+    save_figure,
     train,
 )
 from flax import nnx
@@ -150,8 +151,7 @@ def plot_training(history, out) -> None:
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", ylim=(max(0.0, min(history.epoch_test_acc) - 0.02), 1.005))
     ax_acc.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(out / "training_curves.png")
-    plt.close(fig)
+    save_figure(fig, out / "training_curves.png")
 
 
 def plot_schedule(schedule, total_steps: int, out, title: str) -> None:
@@ -161,8 +161,7 @@ def plot_schedule(schedule, total_steps: int, out, title: str) -> None:
     ax.plot(steps, lrs)
     ax.set(xlabel="step", ylabel="learning rate", title=title)
     fig.tight_layout()
-    fig.savefig(out / "lr_schedule.png")
-    plt.close(fig)
+    save_figure(fig, out / "lr_schedule.png")
 
 
 def plot_spectrum(c: dict, out) -> None:
@@ -176,8 +175,7 @@ def plot_spectrum(c: dict, out) -> None:
            title=f"Hessian spectral density ({c['num_params']:,} parameters)")
     ax.set_ylim(bottom=max(1e-8, density.max() * 1e-8))
     fig.tight_layout()
-    fig.savefig(out / "hessian_spectrum.png")
-    plt.close(fig)
+    save_figure(fig, out / "hessian_spectrum.png")
 
 
 # --------------------------------------------------------------------------------------------

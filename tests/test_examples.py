@@ -49,7 +49,7 @@ def assert_figures(out: Path, *names: str) -> None:
         assert path.is_file(), f"{name} was not written into {out}: {sorted(p.name for p in out.iterdir())}"
         data = path.read_bytes()
         assert data[:8] == PNG_MAGIC, f"{name} is not a PNG file"
-        assert len(data) > 5_000, f"{name} is suspiciously small ({len(data)} bytes)"
+        assert len(data) > 2_000, f"{name} is suspiciously small ({len(data)} bytes)"
 
 
 def floats(pattern: str, text: str) -> list[float]:
