@@ -165,7 +165,7 @@ def _shapes():
 
 
 @pytest.mark.slow
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(shapes=_shapes(), split=st.integers(min_value=0, max_value=30))
 def test_any_tree_structure_gives_per_leaf_adam(shapes, split):
     rng = np.random.default_rng(len(shapes) + 7 * split)
@@ -402,3 +402,53 @@ def test_sharded_params_large_leaves_keep_their_sharding():
         ref_p = gradtx.apply_updates(ref_p, u)
     chex.assert_trees_all_close(p, ref_p, rtol=1e-6, atol=1e-6)
     assert s.inner[0].mu["['w']"].sharding.is_equivalent_to(params["w"].sharding, 2)
+
+
+@gradtx.describe
+def _fused_adam(learning_rate: float = 1e-2):
+    """An alias built the way the proposal makes gradtx.adam: `maybe_fuse(chain(...))`."""
+    return maybe_fuse(gradtx.chain(gradtx.scale_by_adam(), gradtx.scale_by_learning_rate(learning_rate)))
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda: _fused_adam(1e-2),
+        lambda: gradtx.inject_hyperparams(_fused_adam)(learning_rate=1e-2),
+        lambda: gradtx.MultiSteps(_fused_adam(1e-2), every_k_schedule=1),
+        lambda: gradtx.apply_if_finite(_fused_adam(1e-2), max_consecutive_errors=3),
+        lambda: optax.chain(_fused_adam(1e-2)),
+    ],
+    ids=["alias", "inject_hyperparams", "MultiSteps", "apply_if_finite", "optax.chain"],
+)
+def test_fused_alias_inside_wrappers_matches_per_leaf(wrap):
+    params = _f32_params()
+    fused_traj, state = _trajectory(wrap(), params, 5)
+    leaf_traj, _ = _trajectory(gradtx.adam(1e-2), params, 5)
+    chex.assert_trees_all_close(fused_traj, leaf_traj, rtol=1e-6, atol=1e-6)
+    assert any(isinstance(x, FusedState) for x in jax.tree.leaves(state, is_leaf=lambda x: isinstance(x, FusedState)))
+
+
+def test_fused_alias_in_flax_nnx_optimizer():
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.layers = nnx.List([nnx.Linear(3, 3, rngs=rngs) for _ in range(5)])
+
+        def __call__(self, x):
+            for layer in self.layers:
+                x = jnp.tanh(layer(x))
+            return x
+
+    def loss(model):
+        return jnp.sum((model(jnp.linspace(-1.0, 1.0, 6).reshape(2, 3)) - 0.5) ** 2)
+
+    models = [Net(nnx.Rngs(0)), Net(nnx.Rngs(0))]
+    opts = [nnx.Optimizer(models[0], _fused_adam(1e-2), wrt=nnx.Param),
+            nnx.Optimizer(models[1], gradtx.adam(1e-2), wrt=nnx.Param)]
+    for _ in range(3):
+        for model, opt in zip(models, opts, strict=True):
+            opt.update(model, nnx.grad(loss)(model))
+    assert isinstance(opts[0].opt_state, FusedState) or "FusedState" in type(opts[0].opt_state).__name__
+    chex.assert_trees_all_close(nnx.state(models[0], nnx.Param), nnx.state(models[1], nnx.Param), rtol=1e-6, atol=1e-6)
