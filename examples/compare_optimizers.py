@@ -101,11 +101,13 @@ def make_2d_optimizer(name: str, lr: float) -> gradtx.GradientTransformation:
     raise ValueError(name)
 
 
-def run_2d(f: Callable, start, tx: gradtx.GradientTransformation, num_steps: int) -> np.ndarray:
-    """The `num_steps + 1` iterates of `tx` minimizing `f` from `start`, as an array (n, 2)."""
+def run_2d(f: Callable, start, txs: dict[str, gradtx.GradientTransformation], num_steps: int) -> dict:
+    """The `num_steps + 1` iterates of each optimizer minimizing `f` from `start`, as (n, 2) arrays.
 
-    @jax.jit
-    def trajectory(p0):
+    Each run is a `lax.scan`; all the runs on one function are compiled together.
+    """
+
+    def trajectory(tx, p0):
         def step(carry, _):
             p, state = carry
             g = jax.grad(f)(p)
@@ -116,7 +118,10 @@ def run_2d(f: Callable, start, tx: gradtx.GradientTransformation, num_steps: int
         _, path = jax.lax.scan(step, (p0, tx.init(p0)), None, length=num_steps)
         return jnp.concatenate([p0[None], path])
 
-    return np.asarray(trajectory(jnp.asarray(start, jnp.float32)))
+    paths = jax.jit(lambda p0: {name: trajectory(tx, p0) for name, tx in txs.items()})(
+        jnp.asarray(start, jnp.float32)
+    )
+    return {name: np.asarray(path) for name, path in paths.items()}
 
 
 def plot_trajectories(paths: dict, out) -> None:
@@ -196,11 +201,10 @@ def main(argv: list[str] | None = None) -> None:
     losses: dict = {}
     for title, (f, x0, minimum, _, _, lrs) in PROBLEMS.items():
         paths[title], losses[title] = {}, {}
+        steps = num_steps if minimum is not None else min(num_steps, SADDLE_STEPS)
+        paths[title] = run_2d(f, x0, {name: make_2d_optimizer(name, lrs[name]) for name in NAMES}, steps)
         for name in NAMES:
-            steps = num_steps if minimum is not None else min(num_steps, SADDLE_STEPS)
-            path = run_2d(f, x0, make_2d_optimizer(name, lrs[name]), steps)
-            paths[title][name] = path
-            losses[title][name] = np.asarray(jax.vmap(f)(jnp.asarray(path)))
+            losses[title][name] = np.asarray(jax.vmap(f)(jnp.asarray(paths[title][name])))
     print(f"2-D problems, {num_steps} steps from the same start: final f (distance to the minimum); "
           f"saddle: first step with |y| > 1")
     print(f"  {'optimizer':<10}" + "".join(f"{title:>24}" for title in PROBLEMS))
