@@ -28,6 +28,9 @@ def run_example(name: str, out: Path, *args: str, timeout: float = 600) -> str:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     env["MPLBACKEND"] = "Agg"
+    # run as a user would: without the simulated devices tests/conftest.py adds for sharding tests
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
+    env["XLA_FLAGS"] = " ".join(flags)
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / f"{name}.py"), "--quick", "--out", str(out), *args],
         cwd=ROOT,
