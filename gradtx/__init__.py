@@ -5,7 +5,7 @@ Optimizers are `(init, update)` pairs with optax's names, arguments, defaults an
 critical points) and `gradtx.second_order` the optimizers built on them (saddle escape, Newton-CG).
 """
 
-from gradtx import curvature, numerics, second_order
+from gradtx import curvature, fusion, numerics, second_order
 from gradtx.base import (
     EmptyState,
     GradientTransformation,
@@ -182,6 +182,7 @@ __all__ = [
     "ema",
     "exponential_decay",
     "flatten",
+    "fusion",
     "gradcheck",
     "gradgradcheck",
     "hyperparams",

@@ -492,6 +492,7 @@ def maybe_fuse(
     *,
     min_leaves: int = DEFAULT_MIN_LEAVES,
     max_leaf_size: int = DEFAULT_MAX_LEAF_SIZE,
+    single_device: bool = False,
 ) -> GradientTransformation:
     """`tx`, fused when that is exact and worthwhile; a one-line default for optimizer aliases.
 
@@ -510,6 +511,9 @@ def maybe_fuse(
         min_leaves: fuse only trees with at least this many small leaves; an integer `>= 1`,
             default 8.
         max_leaf_size: as in [`fused`][gradtx.fusion.fused]; default 4,096.
+        single_device: when True, fuse only when JAX sees a single device (checked at `init`),
+            so that on several devices every state leaf keeps the sharding of its param. The
+            optimizer aliases (`gradtx.adam`, `gradtx.sgd`, ...) pass True. Default False.
 
     Returns:
         A `GradientTransformation` (`tx` itself when not fused).
@@ -525,11 +529,22 @@ def maybe_fuse(
     _check_inner("maybe_fuse", tx)
     _v.check_int("maybe_fuse", "min_leaves", min_leaves, low=1)
     _v.check_int("maybe_fuse", "max_leaf_size", max_leaf_size, low=0)
-    if getattr(tx.update, "_gradtx_fused", False) or not fusion_enabled() or not is_elementwise(tx):
+    _v.check_bool("maybe_fuse", "single_device", single_device)
+    if getattr(tx.update, "_gradtx_fused", False):
+        # already wrapped; an alias fused only on one device may be re-wrapped without that limit
+        unfused = getattr(tx.update, "_gradtx_unfused", None)
+        if single_device or unfused is None or not getattr(tx.update, "_gradtx_single_device", False):
+            return tx
+        if not fusion_enabled():
+            return tx
+        tx = unfused
+    if not fusion_enabled() or not is_elementwise(tx):
         return tx
     fast = _fused_transform(tx, int(max_leaf_size))
 
     def init(params):
+        if single_device and jax.device_count() > 1:
+            return tx.init(params)
         if _count_small(params, max_leaf_size) >= min_leaves:
             return fast.init(params)
         return tx.init(params)
@@ -540,4 +555,6 @@ def maybe_fuse(
         return tx.update(updates, state, params, **extra_args)
 
     update._gradtx_fused = True  # type: ignore[attr-defined]  # survives describe's functools.wraps
+    update._gradtx_unfused = tx  # type: ignore[attr-defined]
+    update._gradtx_single_device = single_device  # type: ignore[attr-defined]
     return GradientTransformation(init, update)

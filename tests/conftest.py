@@ -11,7 +11,7 @@ if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "
         os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
     ).strip()
 
-import jax  # noqa: E402
+import jax
 
 # Tests compare against float32 references unless they opt in to float64 themselves.
 jax.config.update("jax_numpy_rank_promotion", "raise")

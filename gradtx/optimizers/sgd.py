@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gradtx.base import GradientTransformation, ScalarOrSchedule, chain, describe, identity
+from gradtx.fusion import maybe_fuse
 from gradtx.optimizers import _checks
 from gradtx.transforms import scale_by_learning_rate, trace
 
@@ -63,4 +64,4 @@ def sgd(
         accumulate = identity()
     else:
         accumulate = trace(decay=momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype)
-    return chain(accumulate, scale_by_learning_rate(learning_rate))
+    return maybe_fuse(chain(accumulate, scale_by_learning_rate(learning_rate)), single_device=True)
