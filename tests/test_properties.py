@@ -324,7 +324,7 @@ def test_update_keeps_tree_structure_shapes_and_dtypes(name, data):
 # --------------------------------------------------------------------------------------------
 
 
-@_settings(20)
+@_settings(12)
 @given(name=st.sampled_from(sorted(ALL)), data=st.data())
 def test_jit_matches_eager(name, data):
     _count("jit_eager")
@@ -370,7 +370,7 @@ _CHAIN_POOL = ["adam", "sgd_momentum", "rmsprop", "clip_by_global_norm", "clip_b
                "scale_by_rss", "add_decayed_weights", "scale_by_trust_ratio", "scale_by_sign", "lion"]
 
 
-@_settings(20)
+@_settings(12)
 @given(names=st.lists(st.sampled_from(_CHAIN_POOL), min_size=3, max_size=3), data=st.data())
 def test_chain_is_associative(names, data):
     _count("chain")
@@ -410,7 +410,7 @@ _MASK_POOL = ["adam", "sgd_momentum", "clip_by_global_norm", "add_decayed_weight
               "lamb", "ema", "scale_by_rss"]
 
 
-@_settings(25)
+@_settings(15)
 @given(name=st.sampled_from(_MASK_POOL), data=st.data())
 def test_masked_passes_masked_out_leaves_and_applies_inner_to_the_rest(name, data):
     _count("masked")
@@ -461,7 +461,7 @@ _MULTI_POOL: dict[str, st.SearchStrategy] = {
 }
 
 
-@_settings(20)
+@_settings(12)
 @given(name=st.sampled_from(sorted(_MULTI_POOL)), k=st.integers(1, 4), data=st.data())
 def test_multisteps_equals_one_inner_step_on_the_mean_gradient(name, k, data):
     _count("multisteps")
@@ -516,7 +516,7 @@ def _poisoned(draw, tree):
 _FINITE_POOL = ["adam", "sgd_momentum", "rmsprop", "lamb", "amsgrad", "lion", "adagrad"]
 
 
-@_settings(20)
+@_settings(12)
 @given(name=st.sampled_from(_FINITE_POOL), max_errors=st.integers(1, 3), data=st.data())
 def test_apply_if_finite_rejected_steps_leave_params_and_state_unchanged(name, max_errors, data):
     _count("apply_if_finite")
