@@ -64,6 +64,12 @@ PAGES = {
         "[second-order guide](../guides/second_order.md).",
         ("gradtx.second_order",),
     ),
+    "fusion.md": (
+        "Fusion (`gradtx.fusion`)",
+        "Many-leaf updates on a few contiguous buffers; the optimizers use it by default on a "
+        "single device.",
+        ("gradtx.fusion",),
+    ),
     "numerics.md": (
         "Numerics and testing utilities",
         "Helpers shared by the transformations (`gradtx.numerics`), and finite-difference checks "
@@ -87,7 +93,7 @@ MODULE_ORDER = [
     "gradtx.curvature.density", "gradtx.curvature.analysis", "gradtx.curvature.data",
     "gradtx.curvature",
     "gradtx.second_order.saddle", "gradtx.second_order.newton_cg",
-    "gradtx.numerics", "gradtx.gradcheck",
+    "gradtx.fusion", "gradtx.numerics", "gradtx.gradcheck",
 ]
 
 GRIFFE = None  # the package as griffe sees it (loaded in main)
@@ -96,7 +102,7 @@ GRIFFE = None  # the package as griffe sees it (loaded in main)
 EXTRA = {"gradtx.curvature.data": ["gradtx.curvature.data.as_args"]}
 
 # names exported from a sub-package namespace rather than the top level
-NAMESPACES = ("curvature", "second_order", "numerics")
+NAMESPACES = ("curvature", "second_order", "numerics", "fusion")
 
 
 def _shadowed(path: str) -> str | None:
