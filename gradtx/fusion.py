@@ -118,7 +118,7 @@ class _Layout:
     treedef: Any
     num_leaves: int
     groups: dict[str, tuple[_Piece, ...]]  # key "fused:<dtype>" -> pieces in tree order
-    singles: dict[str, int]  # key (leaf path) -> leaf index, for leaves left as they are
+    singles: dict[str, int]  # key "leaf:<index>" -> leaf index, for leaves left as they are
 
     @property
     def num_fused(self) -> int:
@@ -131,11 +131,13 @@ def _layout(tree: Any, max_leaf_size: int) -> _Layout:
     groups: dict[str, list[_Piece]] = {}
     fill: dict[str, int] = {}
     singles: dict[str, int] = {}
-    for index, (path, leaf) in enumerate(paths_leaves):
+    for index, (_path, leaf) in enumerate(paths_leaves):
         shape = tuple(int(d) for d in jnp.shape(leaf))
         size = int(np.prod(shape, dtype=np.int64))
         if size > max_leaf_size:
-            singles[jax.tree_util.keystr(path) or "<root>"] = index
+            # keyed by position, not by path: the same tree may reach init and update with
+            # different path spellings (flax nnx.State of Variables at init, of arrays in update)
+            singles[f"leaf:{index}"] = index
             continue
         key = _FUSED_PREFIX + jnp.dtype(jnp.result_type(leaf)).name
         offset = fill.get(key, 0)

@@ -38,6 +38,24 @@ _SINGLE_DEVICE_SCRIPT = textwrap.dedent(
         assert not isinstance(gradtx.adam(1e-3).init(params), FusedState)
     # a mask makes weight decay per-leaf: never fused
     assert not isinstance(gradtx.adamw(1e-3, mask=jax.tree.map(lambda _: True, params)).init(params), FusedState)
+    # nnx.Optimizer: init sees a State of Variables, update a State of arrays (paths differ)
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.big = nnx.Linear(100, 100, rngs=rngs)  # 10,000 elements: kept whole
+            self.small = nnx.List([nnx.Linear(4, 4, rngs=rngs) for _ in range(6)])
+
+        def __call__(self, x, z):
+            return self.big(x).sum() + sum(layer(z).sum() for layer in self.small)
+
+    model = Net(nnx.Rngs(0))
+    opt = nnx.Optimizer(model, gradtx.adam(1e-3), wrt=nnx.Param)
+    assert isinstance(opt.opt_state, FusedState)
+    before = jax.tree.map(lambda x: x.copy(), nnx.state(model, nnx.Param))
+    opt.update(model, nnx.grad(lambda m: m(jnp.ones((1, 100)), jnp.ones((1, 4))))(model))
+    moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), before, nnx.state(model, nnx.Param))
+    assert all(0 < d <= 1.001e-3 for d in jax.tree.leaves(moved)), moved
     print("fused-default-ok")
     """
 )
