@@ -125,6 +125,8 @@ def _short_repr(value: Any) -> str:
         name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
         return f"<function {name}>" if name else repr(value)
     text = repr(value)
+    if hasattr(value, "_gradtx_info"):  # a described schedule: print it whole
+        return text
     return text if len(text) <= 80 else text[:77] + "..."
 
 
