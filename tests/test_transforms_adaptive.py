@@ -6,24 +6,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _optax_parity import ATOL, RTOL, make_tree
+from _optax_parity import run_against_optax as _run_against_optax
 from absl.testing import parameterized
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gradtx
 from gradtx.transforms import adaptive
-
-RTOL, ATOL = 1e-5, 1e-6
-
-
-def make_tree(key, dtype=jnp.float32):
-    """A mixed pytree: a (3, 4) matrix, a (5,) vector and a nested scalar leaf."""
-    k1, k2, k3 = jax.random.split(key, 3)
-    return {
-        "w": jax.random.normal(k1, (3, 4), dtype),
-        "b": jax.random.normal(k2, (5,), dtype),
-        "nested": {"s": jax.random.normal(k3, (), dtype)},
-    }
 
 
 def max_rel_dev(a, b):
@@ -32,39 +22,6 @@ def max_rel_dev(a, b):
         for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
     ]
     return max(devs)
-
-
-_REFERENCE = {}
-
-
-def run_against_optax(variant, ours, ref, case, steps=40, rtol=RTOL, atol=ATOL):
-    """Compare `ours` with optax's `ref` step by step on seeded random gradients.
-
-    optax's trajectory (gradients, params seen, updates) is computed once per `case` and shared
-    by the jit and no-jit variants. Returns the largest |ours - optax| / (|optax| + atol).
-    """
-    if case not in _REFERENCE:
-        params = make_tree(jax.random.key(1234))
-        ref_update = jax.jit(ref.update)
-        s_ref = ref.init(params)
-        trajectory = []
-        for i in range(steps):
-            g = make_tree(jax.random.key(i))
-            u, s_ref = ref_update(g, s_ref, params)
-            trajectory.append((g, params, u))
-            params = jax.tree.map(lambda p, u: p - 0.01 * u, params, u)
-        _REFERENCE[case] = trajectory
-    trajectory = _REFERENCE[case]
-    update = variant(ours.update)
-    s_ours = ours.init(trajectory[0][1])
-    worst = 0.0
-    for g, params, u_ref in trajectory:
-        u_ours, s_ours = update(g, s_ours, params)
-        chex.assert_trees_all_close(u_ours, u_ref, rtol=rtol, atol=atol)
-        for x, y in zip(jax.tree.leaves(u_ours), jax.tree.leaves(u_ref), strict=True):
-            x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-            worst = max(worst, float(np.max(np.abs(x - y) / (np.abs(y) + atol))))
-    return worst
 
 
 PARITY_CASES = [
@@ -477,3 +434,8 @@ def test_wrong_state_is_rejected():
     tx = gradtx.scale_by_adam()
     with pytest.raises(TypeError, match="ScaleByRssState"):
         tx.update(jnp.ones(2), gradtx.scale_by_rss().init(jnp.zeros(2)))
+
+
+def run_against_optax(*args, **kwargs):
+    """[`_optax_parity.run_against_optax`] with the params moving by 0.01 x the optax update."""
+    return _run_against_optax(*args, param_step=0.01, **kwargs)

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _optax_parity import make_tree
 from absl.testing import parameterized
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,16 +15,6 @@ import gradtx
 from gradtx.transforms.clipping import ZeroNansState
 
 RTOL, ATOL = 1e-5, 1e-6
-
-
-def make_tree(key, dtype=jnp.float32, scale=1.0):
-    """A mixed pytree: a (3, 4) matrix, a (5,) vector and a nested scalar leaf."""
-    k1, k2, k3 = jax.random.split(key, 3)
-    return {
-        "w": scale * jax.random.normal(k1, (3, 4), dtype),
-        "b": scale * jax.random.normal(k2, (5,), dtype),
-        "nested": {"s": scale * jax.random.normal(k3, (), dtype)},
-    }
 
 
 _REFERENCE = {}

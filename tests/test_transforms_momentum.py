@@ -6,55 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _optax_parity import ATOL, RTOL, run_against_optax
 from absl.testing import parameterized
 
 import gradtx
 from gradtx.transforms.momentum import EmaState, TraceState
-
-RTOL, ATOL = 1e-5, 1e-6
-
-
-def make_tree(key, dtype=jnp.float32):
-    """A mixed pytree: a (3, 4) matrix, a (5,) vector and a nested scalar leaf."""
-    k1, k2, k3 = jax.random.split(key, 3)
-    return {
-        "w": jax.random.normal(k1, (3, 4), dtype),
-        "b": jax.random.normal(k2, (5,), dtype),
-        "nested": {"s": jax.random.normal(k3, (), dtype)},
-    }
-
-
-_REFERENCE = {}
-
-
-def run_against_optax(variant, ours, ref, case, steps=40, rtol=RTOL, atol=ATOL):
-    """Compare `ours` with optax's `ref` step by step on seeded random gradients.
-
-    optax's trajectory (gradients, params seen, updates) is computed once per `case` and shared
-    by the jit and no-jit variants. Returns the largest |ours - optax| / (|optax| + atol).
-    """
-    if case not in _REFERENCE:
-        params = make_tree(jax.random.key(1234))
-        ref_update = jax.jit(ref.update)
-        s_ref = ref.init(params)
-        trajectory = []
-        for i in range(steps):
-            g = make_tree(jax.random.key(i))
-            u, s_ref = ref_update(g, s_ref, params)
-            trajectory.append((g, params, u))
-        _REFERENCE[case] = trajectory
-    trajectory = _REFERENCE[case]
-    update = variant(ours.update)
-    s_ours = ours.init(trajectory[0][1])
-    worst = 0.0
-    for g, params, u_ref in trajectory:
-        u_ours, s_ours = update(g, s_ours, params)
-        chex.assert_trees_all_close(u_ours, u_ref, rtol=rtol, atol=atol)
-        for x, y in zip(jax.tree.leaves(u_ours), jax.tree.leaves(u_ref), strict=True):
-            x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-            worst = max(worst, float(np.max(np.abs(x - y) / (np.abs(y) + atol))))
-    return worst
-
 
 PARITY_CASES = [
     ("trace", "trace", dict(decay=0.9)),

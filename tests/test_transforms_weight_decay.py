@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _optax_parity import make_tree
 from absl.testing import parameterized
 
 import gradtx
@@ -13,16 +14,6 @@ from gradtx.base import EmptyState
 from gradtx.transforms.weight_decay import AddDecayedWeightsState
 
 RTOL, ATOL = 1e-5, 1e-6
-
-
-def make_tree(key, dtype=jnp.float32):
-    """A mixed pytree: a (3, 4) matrix, a (5,) vector and a nested scalar leaf."""
-    k1, k2, k3 = jax.random.split(key, 3)
-    return {
-        "w": jax.random.normal(k1, (3, 4), dtype),
-        "b": jax.random.normal(k2, (5,), dtype),
-        "nested": {"s": jax.random.normal(k3, (), dtype)},
-    }
 
 
 def _wd_schedule(count):
