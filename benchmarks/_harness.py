@@ -404,8 +404,8 @@ def measure_case(
 ) -> dict[str, Any]:
     """Compile and time optax and every gradtx variant on one (optimizer, tree) case.
 
-    `variants` maps a name to a function turning the gradtx transformation into the one to time
-    (e.g. the identity for the default path). The reference `stream` kernel is timed in the same
+    `variants` maps a name to a function building, from the `Optimizer`, the gradtx
+    transformation to time (e.g. `lambda opt: opt.gradtx()` for what users get). The reference `stream` kernel is timed in the same
     rotation of blocks, so each case's bound uses the bandwidth measured while it ran. Returns a
     JSON-ready dict.
     """
@@ -416,8 +416,8 @@ def measure_case(
     params = materialize(tree.shapes, seed=0, scale=0.1)
     grads = materialize(tree.shapes, seed=1, scale=0.01)
     txs: dict[str, Any] = {"optax": opt.optax()}
-    for name, wrap in variants.items():
-        txs[name] = wrap(opt.gradtx())
+    for name, build in variants.items():
+        txs[name] = build(opt)
     applies = {name: (optax.apply_updates if name == "optax" else gradtx.apply_updates) for name in txs}
 
     compiled: dict[str, Compiled] = {}
@@ -472,35 +472,49 @@ def measure_case(
 
 
 def dispatch_floor(tree: Tree, state_arrays: dict[str, int], blocks: int, min_block_s: float) -> dict[str, float]:
-    """Time of a step that does no work but has the signature of each library's step.
+    """Floors of a step on `tree`: what any optimizer pays before doing its own work.
 
-    The step takes `(params, state, grads)` with `state_arrays[name]` small state arrays and
-    returns params and state unchanged (donated): what JAX's dispatch of that many arrays costs.
+    For every `name, count` in `state_arrays`, a step taking `(params, state, grads)` with `count`
+    small state arrays that returns params and state unchanged (donated): JAX's cost of moving
+    that many arrays in and out of a compiled function. Under the key `"apply"`, the cheapest step
+    that still updates the params, `p - 1e-3 * g` leaf by leaf with the smallest state count:
+    the per-leaf `apply_updates` kernels every optimizer ends with. Returns ms per call.
     """
     params = materialize(tree.shapes, seed=0, scale=0.1)
     grads = materialize(tree.shapes, seed=1, scale=0.01)
+
+    def noop(p, s, g):
+        return p, s
+
+    def plain_sgd(p, s, g):
+        return jax.tree.map(lambda a, b: a - jnp.asarray(1e-3, a.dtype) * b, p, g), s
+
+    signatures = [(name, count, noop) for name, count in state_arrays.items()]
+    signatures.append(("apply", min(state_arrays.values()), plain_sgd))
     runners = []
-    for count in state_arrays.values():
+    for _name, count, body in signatures:
         state = [jnp.zeros((1,), jnp.float32) for _ in range(count)]
-        fn = jax.jit(lambda p, s, g: (p, s), donate_argnums=(0, 1)).lower(params, state, grads).compile()
-
-        class _Noop:
-            def __init__(self, fn, state):
-                self.fn, self.p, self.s, self.steps = fn, jax.tree.map(jnp.copy, params), state, 1
-
-            def run(self, steps):
-                t0 = time.perf_counter()
-                p, s = self.p, self.s
-                for _ in range(steps):
-                    p, s = self.fn(p, s, grads)
-                jax.block_until_ready((p, s))
-                self.p, self.s = p, s
-                return (time.perf_counter() - t0) / steps
-
-            def block(self):
-                return self.run(self.steps)
-
-        runners.append(_Noop(fn, state))
+        fn = jax.jit(body, donate_argnums=(0, 1)).lower(params, state, grads).compile()
+        runners.append(_FloorRunner(fn, params, state, grads))
     _calibrate(runners, min_block_s)  # type: ignore[arg-type]
     times = _run_blocks([r.block for r in runners], blocks)
-    return {name: float(np.median(t)) * 1e3 for name, t in zip(state_arrays, times, strict=True)}
+    return {name: float(np.median(t)) * 1e3 for (name, _, _), t in zip(signatures, times, strict=True)}
+
+
+class _FloorRunner:
+    """Like `_Runner`, for a compiled function of `(params, state, grads)` with a fixed state."""
+
+    def __init__(self, fn: Any, params: Any, state: Any, grads: Any):
+        self.fn, self.p, self.s, self.g, self.steps = fn, jax.tree.map(jnp.copy, params), state, grads, 1
+
+    def run(self, steps: int) -> float:
+        t0 = time.perf_counter()
+        p, s = self.p, self.s
+        for _ in range(steps):
+            p, s = self.fn(p, s, self.g)
+        jax.block_until_ready((p, s))
+        self.p, self.s = p, s
+        return (time.perf_counter() - t0) / steps
+
+    def block(self) -> float:
+        return self.run(self.steps)

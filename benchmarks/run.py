@@ -8,8 +8,10 @@ Every case compiles the same training step (`tx.update` + `apply_updates`, param
 donated) with gradtx and with optax and times them alternately in one process; the report gives
 gradtx/optax time ratios (median of paired blocks), the fraction of the measured
 memory-streaming bound each reaches, compile times and the memory XLA plans for the step.
-Two gradtx variants are timed: the optimizer exactly as `gradtx.<name>(...)` builds it, and the
-same wrapped in `gradtx.fusion.maybe_fuse` (the fused many-leaf path).
+Three gradtx variants are timed: the optimizer exactly as `gradtx.<name>(...)` builds it (the
+default, fused on many small leaves), the same built leaf by leaf (inside
+`gradtx.fusion.disabled()`), and the whole optimizer wrapped in `gradtx.fusion.maybe_fuse` (which
+also fuses a user's `chain(...)` as a whole).
 
 `--quick` uses small trees and few repeats (a smoke run for CI, well under a minute). Nothing
 here asserts on time: the numbers are reported, never judged.
@@ -32,13 +34,26 @@ sys.path.insert(0, HERE)
 import _harness as h  # noqa: E402
 import jax  # noqa: E402
 
-VARIANTS = ("gradtx", "fused")
+VARIANTS = ("gradtx", "per_leaf", "maybe_fuse")
+LABELS = {
+    "gradtx": "`gradtx.<optimizer>(...)` as users call it (default)",
+    "per_leaf": "per leaf (built inside `gradtx.fusion.disabled()`)",
+    "maybe_fuse": "`gradtx.fusion.maybe_fuse(<optimizer>)` (fuses a whole `chain` too)",
+}
 
 
 def _variants() -> dict[str, Any]:
-    from gradtx.fusion import maybe_fuse
+    from gradtx import fusion
 
-    return {"gradtx": lambda tx: tx, "fused": lambda tx: maybe_fuse(tx)}
+    def per_leaf(opt: Any) -> Any:
+        with fusion.disabled():
+            return opt.gradtx()
+
+    return {
+        "gradtx": lambda opt: opt.gradtx(),
+        "per_leaf": per_leaf,
+        "maybe_fuse": lambda opt: fusion.maybe_fuse(opt.gradtx()),
+    }
 
 
 def _geomean(values: list[float]) -> float:
@@ -105,7 +120,7 @@ def run(quick: bool, only: list[str] | None = None, verbose: bool = True) -> dic
     if many is not None:
         adam_case = next((c for c in cases if c["tree"] == many.name and c["optimizer"] == "adam"), None)
         if adam_case is not None:
-            counts = {name: adam_case[name]["state_arrays"] for name in ("optax", *VARIANTS)}
+            counts = {name: adam_case[name]["state_arrays"] for name in ("optax", "gradtx")}
             floor = {
                 "tree": many.name,
                 "state_arrays": counts,
@@ -156,20 +171,25 @@ def _ms(x: float) -> str:
 def _highlights(results: dict[str, Any]) -> list[str]:
     cases = results["cases"]
     many = [c for c in cases if c["tree"].startswith("leaves_")]
+    floor = results.get("dispatch_floor")
+    apply_ms = floor["median_ms"].get("apply") if floor else None
     out: list[str] = []
     if many:
         out += [
             "",
-            f"On {many[0]['tree_label']} (the fused path's target), gradtx/optax:",
+            f"On {many[0]['tree_label']} (the fused path's target), gradtx/optax. *Floor* is the "
+            "cheapest step with the same arrays in and out (`p - lr * g` leaf by leaf, no optimizer "
+            "state; see [Floors](#floors)) over optax's step: the lowest ratio any optimizer can reach "
+            "while params and gradients are one array per leaf.",
             "",
-            "| optimizer | step: gradtx, fused | compile: gradtx, fused |",
-            "|---|---|---|",
+            "| optimizer | step: gradtx, per leaf, maybe_fuse | floor | compile: gradtx, per leaf, maybe_fuse |",
+            "|---|---|---|---|",
         ]
         for c in many:
-            out.append(
-                f"| {c['optimizer_label']} | {c['gradtx']['ratio_vs_optax']:.2f}, {c['fused']['ratio_vs_optax']:.2f} | "
-                f"{c['gradtx']['compile_ratio_vs_optax']:.2f}, {c['fused']['compile_ratio_vs_optax']:.2f} |"
-            )
+            steps = ", ".join(f"{c[v]['ratio_vs_optax']:.2f}" for v in VARIANTS)
+            comps = ", ".join(f"{c[v]['compile_ratio_vs_optax']:.2f}" for v in VARIANTS)
+            fl = f"{apply_ms / c['optax']['median_ms']:.2f}" if apply_ms else "n/a"
+            out.append(f"| {c['optimizer_label']} | {steps} | {fl} | {comps} |")
     big = [c for c in cases if c["tree"].startswith("leaf_")]
     if big:
         largest = max(c["n_params"] for c in big)
@@ -193,15 +213,19 @@ def _notes(results: dict[str, Any]) -> list[str]:
     )
     if floor and adam_many:
         fm = floor["median_ms"]
+        optax_ms = adam_many["optax"]["median_ms"]
         out.append(
-            f"* **Many leaves.** On {adam_many['tree_label']} optax's Adam step takes "
-            f"{_ms(adam_many['optax']['median_ms'])} ms, of which {_ms(fm['optax'])} ms is the dispatch floor of "
-            f"its signature; the fused step takes {_ms(adam_many['fused']['median_ms'])} ms over a floor of "
-            f"{_ms(fm['fused'])} ms. The fused floor alone is {fm['fused'] / adam_many['optax']['median_ms']:.0%} "
-            "of optax's step: params and gradients are one array per leaf in both libraries, so no "
-            "optimizer-side change can take the ratio below that. The fused path removes the per-leaf "
-            "state arrays and kernels; what remains above its floor is the gradient concatenation, "
-            "one buffer pass per statistic and one small kernel per leaf for `apply_updates`."
+            f"* **Many leaves.** On {adam_many['tree_label']} optax's Adam step takes {_ms(optax_ms)} ms and "
+            f"gradtx's {_ms(adam_many['gradtx']['median_ms'])} ms. Moving the arrays in and out of the "
+            f"compiled step costs {_ms(fm['gradtx'])} ms with gradtx's signature ({fm['gradtx'] / optax_ms:.0%} "
+            f"of optax's step) and the cheapest step that updates the params at all (`p - lr * g` leaf by "
+            f"leaf, no state) {_ms(fm['apply'])} ms ({fm['apply'] / optax_ms:.0%}): params and gradients are "
+            "the user's arrays, one per leaf, and `apply_updates` writes each param in its own XLA kernel "
+            "(XLA's CPU backend gives every kernel one output), so no optimizer built on "
+            "`update` + `apply_updates` can go below that ratio on this machine. What gradtx adds above "
+            "the floor is the gradient concatenation, one pass over the flat buffers per statistic and "
+            "the no-op sort that lets every leaf of one shape share a compiled kernel (see "
+            "`gradtx/fusion.py`)."
         )
     big = [c for c in results["cases"] if c["tree"].startswith("leaf_") and c["optimizer"] == "adam"]
     if big:
@@ -212,20 +236,34 @@ def _notes(results: dict[str, Any]) -> list[str]:
             f"{c['optax']['fraction_of_bound']:.0%}). Both compile the step to three XLA kernels (first "
             "moment, second moment, then params from both), because XLA's CPU backend gives each kernel "
             "one output: 40 bytes move per param, so 28/40 = 70% is what that structure can reach at "
-            "the reference bandwidth. Getting closer needs multi-output kernels or an update that "
-            "applies itself to the params; `mu_dtype=jnp.bfloat16` lowers the bytes instead (24 per param)."
+            "the reference bandwidth. Packing both moments into one array does not help on this "
+            "backend (measured: 65-70%, the strided kernels stream worse). Getting closer needs "
+            "multi-output kernels (XLA's GPU backend has them) or an update that applies itself to the "
+            "params; `mu_dtype=jnp.bfloat16` lowers the bytes instead (24 per param) at the cost of "
+            "first-moment precision."
         )
     if adam_many:
         out.append(
-            f"* **Memory.** The fused step plans {_fmt_bytes(adam_many['fused']['temp_bytes'])} of temporaries "
-            f"on {adam_many['tree_label']} (optax {_fmt_bytes(adam_many['optax']['temp_bytes'])}): the "
-            "concatenated gradients and the flat update, which XLA places in one buffer of 4 bytes per "
+            f"* **Memory.** The fused step plans {_fmt_bytes(adam_many['gradtx']['temp_bytes'])} of "
+            f"temporaries on {adam_many['tree_label']} (optax {_fmt_bytes(adam_many['optax']['temp_bytes'])}): "
+            "the concatenated gradients and the flat update, which XLA places in one buffer of 4 bytes per "
             "fused float32 param (a second one holds the concatenated params when the optimizer reads "
             "them, e.g. for weight decay). Leaves above `max_leaf_size` are never copied."
         )
+    chain_many = next(
+        (c for c in results["cases"] if c["tree"].startswith("leaves_") and c["optimizer"] == "clip_adamw"), None
+    )
+    if chain_many:
+        out.append(
+            "* **Chains.** `gradtx.chain(clip_by_global_norm(1), adamw(...))` as written fuses the AdamW "
+            "part only (the aliases fuse themselves; `chain` keeps its members' states as they are): "
+            f"{chain_many['gradtx']['ratio_vs_optax']:.2f} of optax on {chain_many['tree_label']}. Wrapping the "
+            "whole chain in `gradtx.fusion.maybe_fuse` also fuses the clipping: "
+            f"{chain_many['maybe_fuse']['ratio_vs_optax']:.2f}."
+        )
     out.append(
         "* **Single leaves** are not fused (`maybe_fuse` needs at least 8 small leaves), so there the "
-        "three columns time the same computation and their spread is the noise of the machine."
+        "three gradtx columns time the same computation and their spread is the noise of the machine."
     )
     return out
 
@@ -259,7 +297,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         "| gradtx variant | step time ratio | compile time ratio |",
         "|---|---|---|",
     ]
-    for v, label in (("gradtx", "`gradtx.<optimizer>(...)` as built"), ("fused", "`gradtx.fusion.maybe_fuse(...)`")):
+    for v in VARIANTS:
+        label = LABELS[v]
         lines.append(
             f"| {label} | {s[v]['geomean_ratio_vs_optax']:.2f} | {s[v]['geomean_compile_ratio_vs_optax']:.2f} |"
         )
@@ -273,16 +312,15 @@ def render_markdown(results: dict[str, Any]) -> str:
         "100% means the kernels streamed faster than the single-array reference kernel).",
         "",
         "| optimizer | tree | params | leaves | bytes/param | GB/s | bound ms | optax ms | gradtx / optax "
-        "| fused / optax | % of bound: optax, gradtx, fused |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| per leaf / optax | maybe_fuse / optax | % of bound: optax, gradtx |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in results["cases"]:
         lines.append(
             f"| {c['optimizer_label']} | {c['tree_label']} | {c['n_params']:,} | {c['n_leaves']} | "
             f"{c['bytes_per_param']} | {c['stream_GBps']:.1f} | {_ms(c['bound_ms'])} | {_ms(c['optax']['median_ms'])} | "
-            f"{c['gradtx']['ratio_vs_optax']:.2f} | {c['fused']['ratio_vs_optax']:.2f} | "
-            f"{c['optax']['fraction_of_bound']:.0%}, {c['gradtx']['fraction_of_bound']:.0%}, "
-            f"{c['fused']['fraction_of_bound']:.0%} |"
+            + " | ".join(f"{c[v]['ratio_vs_optax']:.2f}" for v in VARIANTS)
+            + f" | {c['optax']['fraction_of_bound']:.0%}, {c['gradtx']['fraction_of_bound']:.0%} |"
         )
     lines += [
         "",
@@ -291,40 +329,48 @@ def render_markdown(results: dict[str, Any]) -> str:
         "`lower` + `compile` of the step, in seconds; XLA's planned temporary memory for the step "
         "(`compiled.memory_analysis().temp_size_in_bytes`); number of arrays in the optimizer state.",
         "",
-        "| optimizer | tree | compile s: optax, gradtx, fused | gradtx / optax | fused / optax "
-        "| temp memory: optax, gradtx, fused | state arrays: optax, gradtx, fused |",
-        "|---|---|---|---|---|---|---|",
+        "| optimizer | tree | compile s: optax, gradtx, per leaf, maybe_fuse | gradtx / optax "
+        "| per leaf / optax | maybe_fuse / optax | temp memory: optax, gradtx | state arrays: optax, gradtx, per leaf |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in results["cases"]:
-        comp = [c[v]["lower_s"] + c[v]["compile_s"] for v in ("optax", *VARIANTS)]
+        comp = ", ".join(f"{c[v]['lower_s'] + c[v]['compile_s']:.2f}" for v in ("optax", *VARIANTS))
         lines.append(
-            f"| {c['optimizer_label']} | {c['tree_label']} | {comp[0]:.2f}, {comp[1]:.2f}, {comp[2]:.2f} | "
-            f"{c['gradtx']['compile_ratio_vs_optax']:.2f} | {c['fused']['compile_ratio_vs_optax']:.2f} | "
-            f"{_fmt_bytes(c['optax']['temp_bytes'])}, {_fmt_bytes(c['gradtx']['temp_bytes'])}, "
-            f"{_fmt_bytes(c['fused']['temp_bytes'])} | "
-            f"{c['optax']['state_arrays']}, {c['gradtx']['state_arrays']}, {c['fused']['state_arrays']} |"
+            f"| {c['optimizer_label']} | {c['tree_label']} | {comp} | "
+            + " | ".join(f"{c[v]['compile_ratio_vs_optax']:.2f}" for v in VARIANTS)
+            + f" | {_fmt_bytes(c['optax']['temp_bytes'])}, {_fmt_bytes(c['gradtx']['temp_bytes'])} | "
+            f"{c['optax']['state_arrays']}, {c['gradtx']['state_arrays']}, {c['per_leaf']['state_arrays']} |"
         )
     floor = results.get("dispatch_floor")
     if floor:
         fm = floor["median_ms"]
         lines += [
             "",
-            "## Dispatch floor",
+            "## Floors",
             "",
-            f"A step that does nothing but has the signature of the Adam step on `{floor['tree']}` "
-            "(same params and grads, as many state arrays; params and state donated and returned "
-            "unchanged) costs, per call:",
+            f"Steps on `{floor['tree']}` that do (almost) no optimizer work, timed like the cases: params and "
+            "gradients as in every case, params and state donated.",
             "",
-            "| signature | state arrays | ms per call |",
+            "| step | state arrays | ms per call |",
             "|---|---|---|",
         ]
-        for name in ("optax", *VARIANTS):
-            lines.append(f"| {name} | {floor['state_arrays'][name]} | {_ms(fm[name])} |")
+        for name in floor["state_arrays"]:
+            lines.append(
+                f"| nothing (returns params and state), {name}'s Adam signature | "
+                f"{floor['state_arrays'][name]} | {_ms(fm[name])} |"
+            )
+        if "apply" in fm:
+            lines.append(
+                f"| `p - 1e-3 * g` leaf by leaf (no optimizer) | {min(floor['state_arrays'].values())} | "
+                f"{_ms(fm['apply'])} |"
+            )
         lines += [
             "",
-            "This is JAX's cost of passing arrays in and out of a compiled function, paid before any "
-            "arithmetic. Params and gradients are the user's arrays and cost the same in both "
-            "libraries; only the optimizer state can shrink, which the fused path does.",
+            "The first rows are JAX's cost of passing arrays in and out of a compiled function, paid "
+            "before any arithmetic; the last adds one XLA kernel per leaf writing the new param, which "
+            "every `apply_updates` pays. Params and gradients are the user's arrays and cost the same "
+            "in both libraries; only the optimizer state and its kernels can shrink, which the fused "
+            "path does.",
         ]
     curv = results.get("curvature")
     if curv and "rows" in curv:
@@ -368,12 +414,18 @@ _METHOD = """
   libraries alternates between cases.
 * **Memory.** `compiled.memory_analysis()`: the temporary buffers XLA plans for the step (the
   arguments and the donated outputs are the same for both libraries).
-* **Fused path.** `gradtx.fusion.maybe_fuse(tx)` keeps, for trees with at least 8 leaves of at most
-  `DEFAULT_MAX_LEAF_SIZE` elements, one contiguous buffer per dtype for every statistic of the
-  optimizer state instead of one array per leaf; gradients (and params, where the optimizer reads
-  them) are concatenated into that layout inside the step and the updates cut back into leaves.
-  The numbers are the same as leaf by leaf (see `tests/test_fusion.py`). Single large leaves are
-  not fused, so those cases measure the same computation three times.
+* **Variants.** *gradtx* is the optimizer as `gradtx.<name>(...)` builds it: the element-wise
+  aliases fuse themselves (`maybe_fuse(..., single_device=True)`): for trees with at least 8
+  leaves of at most `DEFAULT_MAX_LEAF_SIZE` elements every statistic of the state is one
+  contiguous buffer per dtype instead of one array per leaf; gradients (and params, where the
+  optimizer reads them) are concatenated into that layout inside the step and the updates cut
+  back into leaves. *per leaf* builds the same optimizer inside `gradtx.fusion.disabled()`.
+  *maybe_fuse* wraps the whole optimizer in `gradtx.fusion.maybe_fuse` (the same as *gradtx* for
+  the aliases; for `chain(clip_by_global_norm, adamw)` it fuses the clipping too). The numbers are
+  the same in every variant (see `tests/test_fusion.py`). Single large leaves are not fused, so
+  those cases measure the same computation three times.
+* **Floors.** On the many-leaf tree, steps with the same arguments that do no optimizer work
+  (see the Floors table), timed in their own rotation right after the cases.
 """
 
 
