@@ -65,7 +65,7 @@ def check_real(
     left = "(-inf" if low is None else ("[" if low_inclusive else "(") + f"{low:g}"
     right = "inf)" if high is None else f"{high:g}" + ("]" if high_inclusive else ")")
     interval = f"{left}, {right}"
-    if math.isnan(x) or (math.isinf(x) and (low is not None or high is not None)):
+    if not math.isfinite(x):
         raise ValueError(f"{owner}: {name} must be a finite number in {interval}, got {value!r}")
     bad_low = low is not None and (x < low or (x == low and not low_inclusive))
     bad_high = high is not None and (x > high or (x == high and not high_inclusive))

@@ -119,3 +119,13 @@ def test_state_from_other_transformation_raises_type_error():
 def test_hyperparams_reads_arguments():
     f = lambda g, p: g  # noqa: E731
     assert gradtx.hyperparams(gradtx.stateless(f)) == {"f": f}
+
+
+@pytest.mark.parametrize("bounds", [{}, {"low": 0.0}, {"high": 1.0}, {"low": 0.0, "high": 1.0}])
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_check_real_rejects_non_finite_with_or_without_bounds(value, bounds):
+    from gradtx import _validation
+
+    with pytest.raises(ValueError, match="x must be a finite number"):
+        _validation.check_real("f", "x", value, **bounds)
+    _validation.check_real("f", "x", 0.5, **bounds)  # a finite value inside the bounds passes

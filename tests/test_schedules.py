@@ -431,3 +431,19 @@ def test_fractional_power_is_finite_after_the_transition_under_jit():
     jitted = jax.jit(lambda t: sched(t))
     for step in (180, 181, 1000):
         _close(jitted(jnp.int32(step)), 0.01)
+
+
+@pytest.mark.parametrize("warmup", [3, 7, 10, 100, 1000, 4999])
+@pytest.mark.parametrize("peak", [1e-3, 3e-4, 0.1, 1.0])
+def test_warmup_from_zero_starts_at_exactly_zero_under_jit(warmup, peak):
+    # under jit XLA may divide by T through its reciprocal, so T/T can round above 1 and the
+    # ramp start at a tiny negative learning rate (it did: -1.5e-8); optax returns 0 there
+    for sched in (
+        gradtx.warmup_cosine_decay_schedule(0.0, peak, warmup, 5 * warmup),
+        gradtx.linear_schedule(0.0, peak, warmup),
+        gradtx.warmup_constant_schedule(0.0, peak, warmup),
+    ):
+        values = jax.jit(jax.vmap(sched))(jnp.array([0, warmup], jnp.int32))
+        assert float(values[0]) == 0.0, (sched, float(values[0]))
+        assert float(values[1]) == pytest.approx(peak, rel=1e-6)
+        assert float(jax.jit(sched)(0)) == 0.0

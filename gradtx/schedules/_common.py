@@ -58,8 +58,10 @@ def raw_polynomial(init_value, end_value, power, transition_steps, transition_be
     def schedule(step):
         elapsed = jnp.clip(step - transition_begin, 0, transition_steps)
         # (T - e)/T rather than 1 - e/T: XLA may compute e/T as e·(1/T), which can exceed 1 and
-        # make a fractional power of the (tiny negative) remainder NaN after the transition.
-        remaining = (transition_steps - elapsed) / transition_steps
+        # make a fractional power of the (tiny negative) remainder NaN after the transition. The
+        # same reciprocal can make T/T exceed 1 at the start (a warm-up from 0 then began at
+        # -1.5e-8 under jit), hence the clip to [0, 1].
+        remaining = jnp.clip((transition_steps - elapsed) / transition_steps, 0.0, 1.0)
         return (init_value - end_value) * remaining**power + end_value
 
     return schedule
