@@ -206,6 +206,14 @@ def make_optimizers() -> dict[str, Optimizer]:
                 "read p, g, m, v; write p, m, v",
             ),
             Optimizer(
+                "adam_bf16_mu",
+                "adam(mu_dtype=bfloat16)",
+                lambda: gradtx.adam(lr, mu_dtype=jnp.bfloat16),
+                lambda: optax.adam(lr, mu_dtype=jnp.bfloat16),
+                24,
+                "read p, g, m (2 bytes), v; write p, m (2 bytes), v",
+            ),
+            Optimizer(
                 "adamw",
                 "adamw(weight_decay=1e-4)",
                 lambda: gradtx.adamw(lr, weight_decay=1e-4),

@@ -202,6 +202,14 @@ def _highlights(results: dict[str, Any]) -> list[str]:
                 f"({adam['optax']['fraction_of_bound']:.0%} with optax; bound "
                 f"{_ms(adam['bound_ms'])} ms at {adam['stream_GBps']:.1f} GB/s).",
             ]
+            bf16 = next((c for c in big if c["optimizer"] == "adam_bf16_mu" and c["n_params"] == largest), None)
+            if bf16:
+                t = bf16["gradtx"]["median_ms"]
+                out[-1] += (
+                    f" With `mu_dtype=jnp.bfloat16` gradtx's step takes {_ms(t)} ms: "
+                    f"{adam['bound_ms'] / t:.0%} of the float32 Adam bound ({bf16['gradtx']['fraction_of_bound']:.0%} "
+                    f"of its own 24-byte bound; optax {bf16['optax']['fraction_of_bound']:.0%})."
+                )
     return out
 
 
@@ -408,7 +416,8 @@ _METHOD = """
   rotation of blocks as each case, and a case's bound is the time to stream its minimal bytes at
   that bandwidth: `bytes_per_param * n_params / GBps`. Byte models (float32): SGD with momentum 20 (read p, g, m;
   write p, m), Adam/AdamW/centred RMSProp 28 (read p, g and two moments; write p and the two
-  moments), clipping + AdamW 32 (one more read of g for the global norm). Fractions above 100%
+  moments), Adam with a bfloat16 first moment 24 (its own bound, 2 bytes less per read and write
+  of m), clipping + AdamW 32 (one more read of g for the global norm). Fractions above 100%
   mean that multi-stream kernels outran the single-array reference kernel.
 * **Compile.** `jax.jit(step).lower(...)` then `.compile()`, timed once per case; the order of the
   libraries alternates between cases.
