@@ -35,10 +35,12 @@ import _harness as h  # noqa: E402
 import jax  # noqa: E402
 
 VARIANTS = ("gradtx", "per_leaf", "maybe_fuse")
+FLOOR = "floor"  # reference step `p - 1e-3 * g` (stateless), timed with every case
 LABELS = {
     "gradtx": "`gradtx.<optimizer>(...)` as users call it (default)",
     "per_leaf": "per leaf (built inside `gradtx.fusion.disabled()`)",
     "maybe_fuse": "`gradtx.fusion.maybe_fuse(<optimizer>)` (fuses a whole `chain` too)",
+    "floor": "reference, not an optimizer: `p - lr * g` leaf by leaf (the floor)",
 }
 
 
@@ -49,10 +51,15 @@ def _variants() -> dict[str, Any]:
         with fusion.disabled():
             return opt.gradtx()
 
+    import gradtx
+
     return {
         "gradtx": lambda opt: opt.gradtx(),
         "per_leaf": per_leaf,
         "maybe_fuse": lambda opt: fusion.maybe_fuse(opt.gradtx()),
+        # not an optimizer: the cheapest step with the same params and gradients, timed in the
+        # same rotation so that its ratio to optax is paired like the others
+        FLOOR: lambda opt: gradtx.scale(-1e-3),
     }
 
 
@@ -111,6 +118,7 @@ def run(quick: bool, only: list[str] | None = None, verbose: bool = True) -> dic
                     f"compile x{res[v]['compile_ratio_vs_optax']:.2f})"
                     for v in VARIANTS
                 )
+                + f" | floor x{res[FLOOR]['ratio_vs_optax']:.2f}"
             )
     # the bandwidth again at the end: how much did the machine drift?
     stream_end = h.stream_bandwidth(blocks=(3 if quick else 9), kernel=kernel)
@@ -133,7 +141,7 @@ def run(quick: bool, only: list[str] | None = None, verbose: bool = True) -> dic
             "geomean_ratio_vs_optax": _geomean([c[v]["ratio_vs_optax"] for c in cases]),
             "geomean_compile_ratio_vs_optax": _geomean([c[v]["compile_ratio_vs_optax"] for c in cases]),
         }
-        for v in VARIANTS
+        for v in (*VARIANTS, FLOOR)
     }
     info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     return {
@@ -171,16 +179,14 @@ def _ms(x: float) -> str:
 def _highlights(results: dict[str, Any]) -> list[str]:
     cases = results["cases"]
     many = [c for c in cases if c["tree"].startswith("leaves_")]
-    floor = results.get("dispatch_floor")
-    apply_ms = floor["median_ms"].get("apply") if floor else None
     out: list[str] = []
     if many:
         out += [
             "",
             f"On {many[0]['tree_label']} (the fused path's target), gradtx/optax. *Floor* is the "
-            "cheapest step with the same arrays in and out (`p - lr * g` leaf by leaf, no optimizer "
-            "state; see [Floors](#floors)) over optax's step: the lowest ratio any optimizer can reach "
-            "while params and gradients are one array per leaf.",
+            "cheapest step with the same params and gradients (`p - lr * g` leaf by leaf through "
+            "`apply_updates`, no optimizer state), timed in the same rotation, over optax's step: the "
+            "lowest ratio any optimizer can reach while params and gradients are one array per leaf.",
             "",
             "| optimizer | step: gradtx, per leaf, maybe_fuse | floor | compile: gradtx, per leaf, maybe_fuse |",
             "|---|---|---|---|",
@@ -188,7 +194,7 @@ def _highlights(results: dict[str, Any]) -> list[str]:
         for c in many:
             steps = ", ".join(f"{c[v]['ratio_vs_optax']:.2f}" for v in VARIANTS)
             comps = ", ".join(f"{c[v]['compile_ratio_vs_optax']:.2f}" for v in VARIANTS)
-            fl = f"{apply_ms / c['optax']['median_ms']:.2f}" if apply_ms else "n/a"
+            fl = f"{c[FLOOR]['ratio_vs_optax']:.2f}" if FLOOR in c else "n/a"
             out.append(f"| {c['optimizer_label']} | {steps} | {fl} | {comps} |")
     big = [c for c in cases if c["tree"].startswith("leaf_")]
     if big:
@@ -247,9 +253,23 @@ def _notes(results: dict[str, Any]) -> list[str]:
             "the reference bandwidth. Packing both moments into one array does not help on this "
             "backend (measured: 65-70%, the strided kernels stream worse). Getting closer needs "
             "multi-output kernels (XLA's GPU backend has them) or an update that applies itself to the "
-            "params; `mu_dtype=jnp.bfloat16` lowers the bytes instead (24 per param) at the cost of "
-            "first-moment precision."
+            "params."
         )
+        bf16 = next(
+            (x for x in results["cases"] if x["optimizer"] == "adam_bf16_mu" and x["tree"] == c["tree"]), None
+        )
+        if bf16:
+            frac = c["bound_ms"] / bf16["gradtx"]["median_ms"]
+            verdict = (
+                "so on this CPU the bfloat16 conversions cost more than the bytes they save"
+                if frac < c["gradtx"]["fraction_of_bound"]
+                else "so the smaller first moment pays here"
+            )
+            out[-1] += (
+                f" A bfloat16 first moment (`mu_dtype=jnp.bfloat16`, 24 bytes per param) reaches "
+                f"{frac:.0%} of the float32 bound against {c['gradtx']['fraction_of_bound']:.0%} for "
+                f"float32 moments, {verdict}."
+            )
     if adam_many:
         out.append(
             f"* **Memory.** The fused step plans {_fmt_bytes(adam_many['gradtx']['temp_bytes'])} of "
@@ -305,7 +325,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         "| gradtx variant | step time ratio | compile time ratio |",
         "|---|---|---|",
     ]
-    for v in VARIANTS:
+    for v in (*VARIANTS, FLOOR):
+        if v not in s:  # results saved before that variant existed
+            continue
         label = LABELS[v]
         lines.append(
             f"| {label} | {s[v]['geomean_ratio_vs_optax']:.2f} | {s[v]['geomean_compile_ratio_vs_optax']:.2f} |"
@@ -320,14 +342,14 @@ def render_markdown(results: dict[str, Any]) -> str:
         "100% means the kernels streamed faster than the single-array reference kernel).",
         "",
         "| optimizer | tree | params | leaves | bytes/param | GB/s | bound ms | optax ms | gradtx / optax "
-        "| per leaf / optax | maybe_fuse / optax | % of bound: optax, gradtx |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| per leaf / optax | maybe_fuse / optax | floor / optax | % of bound: optax, gradtx |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in results["cases"]:
         lines.append(
             f"| {c['optimizer_label']} | {c['tree_label']} | {c['n_params']:,} | {c['n_leaves']} | "
             f"{c['bytes_per_param']} | {c['stream_GBps']:.1f} | {_ms(c['bound_ms'])} | {_ms(c['optax']['median_ms'])} | "
-            + " | ".join(f"{c[v]['ratio_vs_optax']:.2f}" for v in VARIANTS)
+            + " | ".join(f"{c[v]['ratio_vs_optax']:.2f}" if v in c else "n/a" for v in (*VARIANTS, FLOOR))
             + f" | {c['optax']['fraction_of_bound']:.0%}, {c['gradtx']['fraction_of_bound']:.0%} |"
         )
     lines += [

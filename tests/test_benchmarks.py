@@ -74,7 +74,10 @@ def test_ratios_and_fractions_are_finite_and_positive(quick_results):
         for lib in VARIANTS:
             assert _positive(case[lib]["ratio_vs_optax"]), (case["optimizer"], case["tree"], lib)
             assert _positive(case[lib]["compile_ratio_vs_optax"])
-    for lib in VARIANTS:
+    for case in results["cases"]:
+        # the reference step (p - lr * g, no optimizer state) is timed in the same rotation
+        assert case["floor"]["state_arrays"] == 0 and _positive(case["floor"]["ratio_vs_optax"])
+    for lib in (*VARIANTS, "floor"):
         assert _positive(results["summary"][lib]["geomean_ratio_vs_optax"])
         assert _positive(results["summary"][lib]["geomean_compile_ratio_vs_optax"])
 
