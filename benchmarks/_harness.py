@@ -366,12 +366,18 @@ def compile_step(tx: Any, apply_updates: Callable[[Any, Any], Any], params: Any,
 class _Runner:
     """Holds the live (donated) params and state of one step and times blocks of calls."""
 
-    def __init__(self, compiled: Compiled, tx: Any, params: Any, grads: Any):
-        self.fn = compiled.fn
+    def __init__(self, fn: Any, params: Any, state: Any, grads: Any):
+        self.fn = fn  # compiled (params, state, grads) -> (params, state), params and state donated
         self.params = jax.tree.map(jnp.copy, params)
-        self.state = tx.init(self.params)
+        self.state = state
         self.grads = grads
         self.steps = 1
+
+    @classmethod
+    def for_tx(cls, compiled: Compiled, tx: Any, params: Any, grads: Any) -> _Runner:
+        runner = cls(compiled.fn, params, None, grads)
+        runner.state = tx.init(runner.params)
+        return runner
 
     def run(self, steps: int) -> float:
         t0 = time.perf_counter()
@@ -435,7 +441,7 @@ def measure_case(
     for name in order:
         compiled[name] = compile_step(txs[name], applies[name], params, grads)
 
-    runners = {name: _Runner(compiled[name], txs[name], params, grads) for name in names}
+    runners = {name: _Runner.for_tx(compiled[name], txs[name], params, grads) for name in names}
     _calibrate(list(runners.values()), min_block_s)
     fns = [runners[name].block for name in names] + [stream.block]
     *per_lib, stream_times = _run_blocks(fns, blocks)
@@ -503,26 +509,8 @@ def dispatch_floor(tree: Tree, state_arrays: dict[str, int], blocks: int, min_bl
     for _name, count, body in signatures:
         state = [jnp.zeros((1,), jnp.float32) for _ in range(count)]
         fn = jax.jit(body, donate_argnums=(0, 1)).lower(params, state, grads).compile()
-        runners.append(_FloorRunner(fn, params, state, grads))
-    _calibrate(runners, min_block_s)  # type: ignore[arg-type]
+        runners.append(_Runner(fn, params, state, grads))
+    _calibrate(runners, min_block_s)
     times = _run_blocks([r.block for r in runners], blocks)
     return {name: float(np.median(t)) * 1e3 for (name, _, _), t in zip(signatures, times, strict=True)}
 
-
-class _FloorRunner:
-    """Like `_Runner`, for a compiled function of `(params, state, grads)` with a fixed state."""
-
-    def __init__(self, fn: Any, params: Any, state: Any, grads: Any):
-        self.fn, self.p, self.s, self.g, self.steps = fn, jax.tree.map(jnp.copy, params), state, grads, 1
-
-    def run(self, steps: int) -> float:
-        t0 = time.perf_counter()
-        p, s = self.p, self.s
-        for _ in range(steps):
-            p, s = self.fn(p, s, self.g)
-        jax.block_until_ready((p, s))
-        self.p, self.s = p, s
-        return (time.perf_counter() - t0) / steps
-
-    def block(self) -> float:
-        return self.run(self.steps)
