@@ -1,4 +1,4 @@
-"""Checks of hyper-parameters given to gradtx factories.
+"""Checks of hyper-parameters given to gradtx factories, and of the arguments some updates require.
 
 Every check names the argument, the value received and the accepted range. Values that are traced
 (inside `jax.jit`, or hyper-parameters injected through the state) cannot be inspected and are
@@ -117,3 +117,20 @@ def check_dtype(owner: str, name: str, value: Any) -> None:
         raise TypeError(f"{owner}: {name} must be None or a floating dtype, got {value!r}") from None
     if not jax.numpy.issubdtype(dtype, jax.numpy.floating):
         raise TypeError(f"{owner}: {name} must be None or a floating dtype, got {dtype}")
+
+
+def check_params_and_value_fn(owner: str, params: Any, value_fn: Any) -> None:
+    """For `update` of a second-order transformation: params given and `value_fn` a callable."""
+    if params is None:
+        raise ValueError(
+            f"{owner}.update: params are required (the Hessian is evaluated at the current params); "
+            f"call update(updates, state, params, value_fn=f)."
+        )
+    if value_fn is None:
+        raise ValueError(
+            f"{owner}.update: the objective is required as the keyword argument value_fn, a function "
+            f"of the params alone returning a scalar; call update(updates, state, params, value_fn=f) "
+            f"(bind any data with functools.partial or a closure)."
+        )
+    if not callable(value_fn):
+        raise TypeError(f"{owner}.update: value_fn must be callable, got {type(value_fn).__name__}: {value_fn!r}")

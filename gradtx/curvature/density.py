@@ -31,7 +31,13 @@ import numpy as np
 
 from gradtx._validation import check_int, check_real
 from gradtx.curvature.data import partition_data, prepare_data, static_callable
-from gradtx.curvature.lanczos import DEFAULT_NUM_ITERS, _dimension, _lanczos_flat, tridiagonal_eigh
+from gradtx.curvature.lanczos import (
+    DEFAULT_NUM_ITERS,
+    _default_key,
+    _dimension,
+    _lanczos_flat,
+    tridiagonal_eigh,
+)
 from gradtx.curvature.operators import bound_hessian_operator, flatten_operator
 
 __all__ = [
@@ -122,10 +128,6 @@ def _check(owner: str, num_iters: Any, num_runs: Any, grid: Any, sigma: Any) -> 
     if not isinstance(grid, jax.core.Tracer) and np.any(np.diff(np.asarray(grid)) <= 0):
         raise ValueError(f"{owner}: an array grid must be strictly increasing")
     return grid
-
-
-def _default_key(key: Any) -> jax.Array:
-    return jax.random.PRNGKey(0) if key is None else key
 
 
 def operator_spectral_density(

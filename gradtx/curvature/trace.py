@@ -28,6 +28,7 @@ import jax.numpy as jnp
 
 from gradtx._validation import check_int
 from gradtx.curvature.data import partition_data, prepare_data, static_callable
+from gradtx.curvature.lanczos import _default_key
 from gradtx.curvature.operators import bound_hessian_operator, flatten_operator
 
 __all__ = [
@@ -76,10 +77,6 @@ def _trace_flat(mv: Callable[[jax.Array], jax.Array], n: int, dtype: Any, num_sa
     g = g - jnp.matmul(jnp.matmul(g, q, precision=jax.lax.Precision.HIGHEST), qt, precision=jax.lax.Precision.HIGHEST)
     residual = jnp.sum(g * apply(g)) / m3
     return low_rank + residual
-
-
-def _default_key(key: Any) -> jax.Array:
-    return jax.random.PRNGKey(0) if key is None else key
 
 
 def operator_trace(

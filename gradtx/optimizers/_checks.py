@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax.numpy as jnp
-
 from gradtx import _validation as v
 
 __all__: list[str] = []
@@ -41,15 +39,3 @@ def momentum_and_nesterov(owner: str, momentum: Any, nesterov: Any) -> None:
         return
     v.check_real(owner, "momentum", momentum, low=0.0, high=1.0)
 
-
-def dtype(owner: str, name: str, value: Any) -> None:
-    """None or a floating dtype, bfloat16 included (`_validation.check_dtype` uses numpy's notion
-    of floating, which leaves bfloat16 out)."""
-    if value is None:
-        return
-    try:
-        resolved = jnp.dtype(value)
-    except TypeError:
-        raise TypeError(f"{owner}: {name} must be None or a floating dtype, got {value!r}") from None
-    if not jnp.issubdtype(resolved, jnp.floating):
-        raise TypeError(f"{owner}: {name} must be None or a floating dtype, got {resolved}")

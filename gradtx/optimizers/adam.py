@@ -28,7 +28,7 @@ def _check_adam(owner, learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov)
     _checks.beta(owner, "b2", b2)
     _checks.nonneg(owner, "eps", eps)
     _checks.nonneg(owner, "eps_root", eps_root)
-    _checks.dtype(owner, "mu_dtype", mu_dtype)
+    v.check_dtype(owner, "mu_dtype", mu_dtype)
     v.check_bool(owner, "nesterov", nesterov)
 
 

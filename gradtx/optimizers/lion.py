@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gradtx import _validation as v
 from gradtx.base import GradientTransformation, ScalarOrSchedule, chain, describe
 from gradtx.fusion import maybe_fuse
 from gradtx.optimizers import _checks
@@ -53,7 +54,7 @@ def lion(
     _checks.learning_rate(owner, learning_rate)
     _checks.beta(owner, "b1", b1, closed=True)
     _checks.beta(owner, "b2", b2, closed=True)
-    _checks.dtype(owner, "mu_dtype", mu_dtype)
+    v.check_dtype(owner, "mu_dtype", mu_dtype)
     _checks.weight_decay(owner, weight_decay)
     return maybe_fuse(
         chain(

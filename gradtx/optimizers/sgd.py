@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gradtx import _validation as v
 from gradtx.base import GradientTransformation, ScalarOrSchedule, chain, describe, identity
 from gradtx.fusion import maybe_fuse
 from gradtx.optimizers import _checks
@@ -59,7 +60,7 @@ def sgd(
     owner = "sgd"
     _checks.learning_rate(owner, learning_rate)
     _checks.momentum_and_nesterov(owner, momentum, nesterov)
-    _checks.dtype(owner, "accumulator_dtype", accumulator_dtype)
+    v.check_dtype(owner, "accumulator_dtype", accumulator_dtype)
     if momentum is None:
         accumulate = identity()
     else:

@@ -60,22 +60,6 @@ class NewtonCGState(NamedTuple):
     relative_residual: jax.Array
 
 
-def _require_value_fn(owner: str, params: Any, value_fn: Any) -> None:
-    if params is None:
-        raise ValueError(
-            f"{owner}.update: params are required (the Hessian is evaluated at the current params); "
-            f"call update(updates, state, params, value_fn=f)."
-        )
-    if value_fn is None:
-        raise ValueError(
-            f"{owner}.update: the objective is required as the keyword argument value_fn, a function "
-            f"of the params alone returning a scalar; call update(updates, state, params, value_fn=f) "
-            f"(bind any data with functools.partial or a closure)."
-        )
-    if not callable(value_fn):
-        raise TypeError(f"{owner}.update: value_fn must be callable, got {type(value_fn).__name__}: {value_fn!r}")
-
-
 def _truncated_cg(
     matvec: Callable[[jax.Array], jax.Array], g: jax.Array, max_iters: int, tol: Any
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
@@ -190,7 +174,7 @@ def scale_by_newton_cg(cg_iters: int = 50, damping: float = 0.0, tol: float = 1e
 
     def update(updates, state, params=None, *, value_fn: Callable[[Any], Any] | None = None, **extra_args):
         del extra_args
-        _require_value_fn(owner, params, value_fn)
+        _v.check_params_and_value_fn(owner, params, value_fn)
         mv, _, dtype, unravel = flatten_operator(hessian_operator(value_fn, params), params)
         g, _ = ravel_pytree(updates)
         g = g.astype(dtype)

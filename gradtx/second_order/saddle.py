@@ -97,22 +97,6 @@ def _as_key(owner: str, key: Any) -> jax.Array:
     )
 
 
-def _require_value_fn(owner: str, params: Any, value_fn: Any) -> None:
-    if params is None:
-        raise ValueError(
-            f"{owner}.update: params are required (the Hessian is evaluated at the current params); "
-            f"call update(updates, state, params, value_fn=f)."
-        )
-    if value_fn is None:
-        raise ValueError(
-            f"{owner}.update: the objective is required as the keyword argument value_fn, a function "
-            f"of the params alone returning a scalar; call update(updates, state, params, value_fn=f) "
-            f"(bind any data with functools.partial or a closure)."
-        )
-    if not callable(value_fn):
-        raise TypeError(f"{owner}.update: value_fn must be callable, got {type(value_fn).__name__}: {value_fn!r}")
-
-
 @describe
 def saddle_escape(
     grad_tol: float = 1e-3,
@@ -201,7 +185,7 @@ def saddle_escape(
 
     def update(updates, state, params=None, *, value_fn: Callable[[Any], Any] | None = None, **extra_args):
         del extra_args
-        _require_value_fn(owner, params, value_fn)
+        _v.check_params_and_value_fn(owner, params, value_fn)
         next_key, solve_key = jax.random.split(state.key)
         small = global_norm(updates) < grad_tol
 

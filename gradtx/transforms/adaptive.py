@@ -31,6 +31,7 @@ from gradtx.numerics import (
     full_like_param,
     safe_increment,
     stat_dtype,
+    tree_zeros_like,
 )
 
 __all__ = [
@@ -129,22 +130,6 @@ class ScaleByRssState(NamedTuple):
 
 def _canonical_dtype(dtype: Any) -> Any:
     return None if dtype is None else jax.dtypes.canonicalize_dtype(dtype)
-
-
-def _check_dtype(owner: str, name: str, value: Any) -> None:
-    """None or a floating dtype (bfloat16 included, which numpy does not class as floating)."""
-    if value is None:
-        return
-    try:
-        dtype = jnp.dtype(value)
-    except TypeError:
-        raise TypeError(f"{owner}: {name} must be None or a floating dtype, got {value!r}") from None
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"{owner}: {name} must be None or a floating dtype, got {dtype}")
-
-
-def _zeros(params: Any, dtype: Any = None) -> Any:
-    return jax.tree.map(lambda p: full_like_param(p, 0, dtype), params)
 
 
 def _stat_full(params: Any, value: Any) -> Any:
@@ -410,13 +395,13 @@ def scale_by_adam(
     _check_beta(owner, "b2", b2)
     _check_nonneg(owner, "eps", eps)
     _check_nonneg(owner, "eps_root", eps_root)
-    _check_dtype(owner, "mu_dtype", mu_dtype)
+    _v.check_dtype(owner, "mu_dtype", mu_dtype)
     _v.check_bool(owner, "nesterov", nesterov)
     mu_dtype = _canonical_dtype(mu_dtype)
 
     def init(params):
         return ScaleByAdamState(
-            count=jnp.zeros([], jnp.int32), mu=_zeros(params, mu_dtype), nu=_stat_full(params, 0.0)
+            count=jnp.zeros([], jnp.int32), mu=tree_zeros_like(params, mu_dtype), nu=_stat_full(params, 0.0)
         )
 
     def update(updates, state, params=None, **extra_args):
@@ -471,7 +456,7 @@ def scale_by_amsgrad(
     _check_beta(owner, "b2", b2)
     _check_nonneg(owner, "eps", eps)
     _check_nonneg(owner, "eps_root", eps_root)
-    _check_dtype(owner, "mu_dtype", mu_dtype)
+    _v.check_dtype(owner, "mu_dtype", mu_dtype)
     _v.check_bool(owner, "bias_correction_mu", bias_correction_mu)
     _v.check_bool(owner, "bias_correction_nu", bias_correction_nu)
     mu_dtype = _canonical_dtype(mu_dtype)
@@ -479,7 +464,7 @@ def scale_by_amsgrad(
     def init(params):
         return ScaleByAmsgradState(
             count=jnp.zeros([], jnp.int32),
-            mu=_zeros(params, mu_dtype),
+            mu=tree_zeros_like(params, mu_dtype),
             nu=_stat_full(params, 0.0),
             nu_max=_stat_full(params, 0.0),
         )
@@ -524,7 +509,7 @@ def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Gr
 
     def init(params):
         return ScaleByAdamState(
-            count=jnp.zeros([], jnp.int32), mu=_zeros(params), nu=_stat_full(params, 0.0)
+            count=jnp.zeros([], jnp.int32), mu=tree_zeros_like(params), nu=_stat_full(params, 0.0)
         )
 
     def update(updates, state, params=None, **extra_args):
@@ -572,14 +557,14 @@ def scale_by_lion(
     owner = "scale_by_lion"
     _v.check_real(owner, "b1", b1, low=0.0, high=1.0)
     _v.check_real(owner, "b2", b2, low=0.0, high=1.0)
-    _check_dtype(owner, "mu_dtype", mu_dtype)
+    _v.check_dtype(owner, "mu_dtype", mu_dtype)
     if mode not in ("hard", "smooth", "refined"):
         raise ValueError(f"{owner}: mode must be one of 'hard', 'smooth', 'refined', got {mode!r}")
     _v.check_real(owner, "smooth_beta", smooth_beta, low=0.0, low_inclusive=False)
     mu_dtype = _canonical_dtype(mu_dtype)
 
     def init(params):
-        return ScaleByLionState(count=jnp.zeros([], jnp.int32), mu=_zeros(params, mu_dtype))
+        return ScaleByLionState(count=jnp.zeros([], jnp.int32), mu=tree_zeros_like(params, mu_dtype))
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
@@ -695,7 +680,7 @@ def scale_by_stddev(
     _check_rms_args("scale_by_stddev", decay, eps, initial_scale, eps_in_sqrt, bias_correction)
 
     def init(params):
-        mu = _zeros(params)
+        mu = tree_zeros_like(params)
         nu = _stat_full(params, initial_scale)
         if bias_correction:
             return ScaleByRStdDevWithCountState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from gradtx import _validation as _v
 from gradtx.base import GradientTransformation, Updates, describe
-from gradtx.numerics import cast, compute_dtype, debias_factor, full_like_param, safe_increment
+from gradtx.numerics import cast, compute_dtype, debias_factor, safe_increment, tree_zeros_like
 
 __all__ = ["EmaState", "TraceState", "ema", "ema_leaf", "trace", "trace_leaf"]
 
@@ -27,26 +27,10 @@ class EmaState(NamedTuple):
     ema: Updates
 
 
-def _check_dtype(owner: str, name: str, value: Any) -> None:
-    """None or a floating dtype (bfloat16 included, which numpy does not class as floating)."""
-    if value is None:
-        return
-    try:
-        dtype = jnp.dtype(value)
-    except TypeError:
-        raise TypeError(f"{owner}: {name} must be None or a floating dtype, got {value!r}") from None
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"{owner}: {name} must be None or a floating dtype, got {dtype}")
-
-
-def _zeros(params: Any, dtype: Any) -> Any:
-    return jax.tree.map(lambda p: full_like_param(p, 0, dtype), params)
-
-
 def _check_common(owner: str, decay: Any, flag_name: str, flag: Any, accumulator_dtype: Any) -> Any:
     _v.check_real(owner, "decay", decay, low=0.0, high=1.0)
     _v.check_bool(owner, flag_name, flag)
-    _check_dtype(owner, "accumulator_dtype", accumulator_dtype)
+    _v.check_dtype(owner, "accumulator_dtype", accumulator_dtype)
     return None if accumulator_dtype is None else jax.dtypes.canonicalize_dtype(accumulator_dtype)
 
 
@@ -97,7 +81,7 @@ def trace(decay: float, nesterov: bool = False, accumulator_dtype: Any = None) -
     accumulator_dtype = _check_common("trace", decay, "nesterov", nesterov, accumulator_dtype)
 
     def init(params):
-        return TraceState(trace=_zeros(params, accumulator_dtype))
+        return TraceState(trace=tree_zeros_like(params, accumulator_dtype))
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
@@ -151,7 +135,7 @@ def ema(decay: float, debias: bool = True, accumulator_dtype: Any = None) -> Gra
     accumulator_dtype = _check_common("ema", decay, "debias", debias, accumulator_dtype)
 
     def init(params):
-        return EmaState(count=jnp.zeros([], jnp.int32), ema=_zeros(params, accumulator_dtype))
+        return EmaState(count=jnp.zeros([], jnp.int32), ema=tree_zeros_like(params, accumulator_dtype))
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
