@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _optax_parity import make_tree
+from _optax_parity import make_tree, run_against_optax
 from absl.testing import parameterized
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,41 +17,19 @@ from gradtx.transforms.clipping import ZeroNansState
 RTOL, ATOL = 1e-5, 1e-6
 
 
-_REFERENCE = {}
+def _clipping_grads(corrupt):
+    def make_grads(i):
+        # gradient scale varies over 4 orders of magnitude so that clipping is on and off
+        g = make_tree(jax.random.key(i), scale=10.0 ** ((i % 5) - 2))
+        if corrupt and i % 3 == 0:
+            g["w"] = g["w"].at[i % 3, 1].set(jnp.nan)
+        return g
+
+    return make_grads
 
 
-def run_against_optax(variant, ours, ref, case, steps=40, rtol=RTOL, atol=ATOL, corrupt=False):
-    """Compare `ours` with optax's `ref` step by step on seeded random gradients.
-
-    optax's trajectory (gradients, params seen, updates) is computed once per `case` and shared
-    by the jit and no-jit variants. Returns the largest |ours - optax| / (|optax| + atol).
-    """
-    if case not in _REFERENCE:
-        params = make_tree(jax.random.key(1234))
-        ref_update = jax.jit(ref.update)
-        s_ref = ref.init(params)
-        trajectory = []
-        for i in range(steps):
-            # gradient scale varies over 4 orders of magnitude so that clipping is on and off
-            g = make_tree(jax.random.key(i), scale=10.0 ** ((i % 5) - 2))
-            if corrupt and i % 3 == 0:
-                g["w"] = g["w"].at[i % 3, 1].set(jnp.nan)
-            u, s_ref = ref_update(g, s_ref, params)
-            trajectory.append((g, params, u))
-        _REFERENCE[case] = trajectory
-    trajectory = _REFERENCE[case]
-    update = variant(ours.update)
-    s_ours = ours.init(trajectory[0][1])
-    worst = 0.0
-    for g, params, u_ref in trajectory:
-        u_ours, s_ours = update(g, s_ours, params)
-        chex.assert_trees_all_close(u_ours, u_ref, rtol=rtol, atol=atol)
-        if corrupt:
-            chex.assert_trees_all_equal(s_ours.found_nan, jax.tree.map(lambda x: jnp.any(jnp.isnan(x)), g))
-        for x, y in zip(jax.tree.leaves(u_ours), jax.tree.leaves(u_ref), strict=True):
-            x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-            worst = max(worst, float(np.max(np.abs(x - y) / (np.abs(y) + atol))))
-    return worst
+def _check_found_nan(g, state):
+    chex.assert_trees_all_equal(state.found_nan, jax.tree.map(lambda x: jnp.any(jnp.isnan(x)), g))
 
 
 PARITY_CASES = [
@@ -67,7 +45,10 @@ class OptaxParityTest(chex.TestCase):
     @parameterized.named_parameters(*PARITY_CASES)
     def test_matches_optax_40_steps(self, name, kwargs, corrupt):
         ours, ref = getattr(gradtx, name)(**kwargs), getattr(optax, name)(**kwargs)
-        dev = run_against_optax(self.variant, ours, ref, f"{name}{kwargs!r}", corrupt=corrupt)
+        dev = run_against_optax(
+            self.variant, ours, ref, f"clipping/{name}{kwargs!r}", rtol=RTOL, atol=ATOL,
+            make_grads=_clipping_grads(corrupt), check_state=_check_found_nan if corrupt else None,
+        )
         print(f"{name}({kwargs}): max relative deviation from optax over 40 steps = {dev:.3g}")
 
 
