@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _validation as _v
-from gradtx.base import EmptyState, GradientTransformation, ScalarOrSchedule, describe
+from gradtx.base import EmptyState, GradientTransformation, ScalarOrSchedule, describe, identity
 from gradtx.numerics import abs_sq, cast, compute_dtype, safe_increment
 
 __all__ = [
@@ -134,15 +134,7 @@ def scale_by_learning_rate(
     owner = "scale_by_learning_rate"
     _v.check_bool(owner, "flip_sign", flip_sign)
     if learning_rate is None:
-        def init(params):
-            del params
-            return EmptyState()
-
-        def update(updates, state, params=None, **extra_args):
-            del params, extra_args
-            return updates, state
-
-        return GradientTransformation(init, update)
+        return identity()
     _v.check_schedule_or_real(owner, "learning_rate", learning_rate, low=-math.inf)
     sign = -1 if flip_sign else 1
     if callable(learning_rate):
