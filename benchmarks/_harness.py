@@ -486,31 +486,22 @@ def measure_case(
 
 
 def dispatch_floor(tree: Tree, state_arrays: dict[str, int], blocks: int, min_block_s: float) -> dict[str, float]:
-    """Floors of a step on `tree`: what any optimizer pays before doing its own work.
+    """Time of a step on `tree` that does no work but has the signature of each library's step.
 
     For every `name, count` in `state_arrays`, a step taking `(params, state, grads)` with `count`
     small state arrays that returns params and state unchanged (donated): JAX's cost of moving
-    that many arrays in and out of a compiled function. Under the key `"apply"`, the cheapest step
-    that still updates the params, `p - 1e-3 * g` leaf by leaf with the smallest state count:
-    the per-leaf `apply_updates` kernels every optimizer ends with. Returns ms per call.
+    that many arrays in and out of a compiled function. Returns ms per call. (The cheapest step
+    that does update the params is timed with every case, as the `floor` variant of `run.py`.)
     """
     params = materialize(tree.shapes, seed=0, scale=0.1)
     grads = materialize(tree.shapes, seed=1, scale=0.01)
 
-    def noop(p, s, g):
-        return p, s
-
-    def plain_sgd(p, s, g):
-        return jax.tree.map(lambda a, b: a - jnp.asarray(1e-3, a.dtype) * b, p, g), s
-
-    signatures = [(name, count, noop) for name, count in state_arrays.items()]
-    signatures.append(("apply", min(state_arrays.values()), plain_sgd))
     runners = []
-    for _name, count, body in signatures:
+    for count in state_arrays.values():
         state = [jnp.zeros((1,), jnp.float32) for _ in range(count)]
-        fn = jax.jit(body, donate_argnums=(0, 1)).lower(params, state, grads).compile()
+        fn = jax.jit(lambda p, s, g: (p, s), donate_argnums=(0, 1)).lower(params, state, grads).compile()
         runners.append(_Runner(fn, params, state, grads))
     _calibrate(runners, min_block_s)
     times = _run_blocks([r.block for r in runners], blocks)
-    return {name: float(np.median(t)) * 1e3 for (name, _, _), t in zip(signatures, times, strict=True)}
+    return {name: float(np.median(t)) * 1e3 for name, t in zip(state_arrays, times, strict=True)}
 
