@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+from _env import user_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VARIANTS = ("gradtx", "per_leaf", "maybe_fuse")
@@ -26,9 +27,7 @@ def quick_results(tmp_path_factory):
     json_path, md_path = out / "results.json", out / "benchmarks.md"
     # one CPU device, as users run it: conftest simulates eight, under which the optimizer
     # aliases keep per-leaf state (fusion is single-device only)
-    env = dict(os.environ)
-    flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
-    env["XLA_FLAGS"] = " ".join(flags)
+    env = user_env()
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--quick", "--json", str(json_path),
          "--markdown", str(md_path)],

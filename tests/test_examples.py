@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _env import user_env
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -25,12 +26,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def run_example(name: str, out: Path, *args: str, timeout: float = 600) -> str:
     """Run `examples/<name>.py --quick --out <out> *args`; return its stdout (stderr on failure)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    env["MPLBACKEND"] = "Agg"
     # run as a user would: without the simulated devices tests/conftest.py adds for sharding tests
-    flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
-    env["XLA_FLAGS"] = " ".join(flags)
+    pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = user_env(PYTHONPATH=pythonpath, MPLBACKEND="Agg")
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / f"{name}.py"), "--quick", "--out", str(out), *args],
         cwd=ROOT,

@@ -1,6 +1,5 @@
 """The optimizer aliases fuse many small leaves by default on one device, and never on several."""
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -9,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _env import user_env
 
 import gradtx
 from gradtx.fusion import FusedState
@@ -63,8 +63,7 @@ _SINGLE_DEVICE_SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_aliases_fuse_by_default_on_one_device_and_match_optax():
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env["JAX_PLATFORMS"] = "cpu"
+    env = user_env(JAX_PLATFORMS="cpu")
     out = subprocess.run(
         [sys.executable, "-c", _SINGLE_DEVICE_SCRIPT], env=env, capture_output=True, text=True, timeout=600
     )
