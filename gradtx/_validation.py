@@ -5,8 +5,6 @@ Every check names the argument, the value received and the accepted range. Value
 accepted as they are.
 """
 
-from __future__ import annotations
-
 import math
 import numbers
 from typing import Any

@@ -17,8 +17,6 @@ state handed to `update` was made by this transformation's `init` for a tree of 
 structure and shapes as the incoming updates.
 """
 
-from __future__ import annotations
-
 import contextvars
 import functools
 import inspect

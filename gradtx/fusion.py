@@ -42,8 +42,6 @@ reuses one kernel; leaves of a unique shape are cut at constant offsets. Correct
 depends on this; only compile time does.
 """
 
-from __future__ import annotations
-
 import contextlib
 import contextvars
 import dataclasses

@@ -16,8 +16,6 @@ meant to test hand-written derivative rules (`jax.custom_vjp`, `jax.custom_jvp`)
 code, in the spirit of `torch.autograd.gradcheck`.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import numbers
 from collections.abc import Callable

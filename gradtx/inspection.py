@@ -1,7 +1,5 @@
 """Reading an optimizer's hyper-parameters back, with schedules evaluated at the current step."""
 
-from __future__ import annotations
-
 from typing import Any
 
 import jax

@@ -1,7 +1,5 @@
 """Numerical helpers shared by transformations: counters, moments, norms, bias correction."""
 
-from __future__ import annotations
-
 import functools
 from typing import Any
 

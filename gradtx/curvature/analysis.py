@@ -9,8 +9,6 @@ Zero test: an extreme eigenvalue `λ` counts as zero when `|λ| ≤ eig_tol · m
 i.e. `eig_tol` is an absolute tolerance for Hessians of norm up to 1 and a relative one above.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 

@@ -15,8 +15,6 @@ The helpers here turn `(loss, args, batches)` into a function of the params alon
 estimators then differentiate.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 

@@ -19,8 +19,6 @@ References:
     eigenvalue density*, ICML 2019. Yao et al., *PyHessian*, IEEE BigData 2020.
 """
 
-from __future__ import annotations
-
 import functools
 from collections.abc import Callable, Iterable
 from typing import Any

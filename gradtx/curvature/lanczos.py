@@ -29,8 +29,6 @@ References:
     Parlett, *The Symmetric Eigenvalue Problem*, SIAM, 1998.
 """
 
-from __future__ import annotations
-
 import functools
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple

@@ -5,8 +5,6 @@ that structure; none of them forms a matrix. They are pure JAX and can be called
 `jax.jit`, `jax.vmap` and `lax` loops.
 """
 
-from __future__ import annotations
-
 import functools
 from collections.abc import Callable, Iterable
 from typing import Any

@@ -17,8 +17,6 @@ as `k = num_samples // 3` products for `A S`, `k` for `A Q` and `num_samples −
 residual probes.
 """
 
-from __future__ import annotations
-
 import functools
 from collections.abc import Callable, Iterable
 from typing import Any

@@ -1,7 +1,5 @@
 """Private argument checks shared by the optimizer aliases (messages name the alias)."""
 
-from __future__ import annotations
-
 from typing import Any
 
 from gradtx import _validation as v

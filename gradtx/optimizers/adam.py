@@ -1,13 +1,10 @@
 """Adam and its relatives: AdamW, NAdam, NAdamW, AMSGrad and AdaMax."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import Any
 
 from gradtx import _validation as v
 from gradtx.base import GradientTransformation, Params, ScalarOrSchedule, chain, describe
-from gradtx.fusion import maybe_fuse
 from gradtx.optimizers import _checks
 from gradtx.transforms import (
     add_decayed_weights,
@@ -33,25 +30,19 @@ def _check_adam(owner, learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov)
 
 
 def _adam_chain(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov) -> GradientTransformation:
-    return maybe_fuse(
-        chain(
-            scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov),
-            scale_by_learning_rate(learning_rate),
-        ),
-        single_device=True,
+    return chain(
+        scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov),
+        scale_by_learning_rate(learning_rate),
     )
 
 
 def _adamw_chain(
     learning_rate, b1, b2, eps, eps_root, mu_dtype, weight_decay, mask, nesterov
 ) -> GradientTransformation:
-    return maybe_fuse(
-        chain(
-            scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov),
-            add_decayed_weights(weight_decay, mask),
-            scale_by_learning_rate(learning_rate),
-        ),
-        single_device=True,
+    return chain(
+        scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov),
+        add_decayed_weights(weight_decay, mask),
+        scale_by_learning_rate(learning_rate),
     )
 
 
@@ -304,20 +295,17 @@ def amsgrad(
     _check_adam(owner, learning_rate, b1, b2, eps, eps_root, mu_dtype, False)
     v.check_bool(owner, "bias_correction_mu", bias_correction_mu)
     v.check_bool(owner, "bias_correction_nu", bias_correction_nu)
-    return maybe_fuse(
-        chain(
-            scale_by_amsgrad(
-                b1=b1,
-                b2=b2,
-                eps=eps,
-                eps_root=eps_root,
-                mu_dtype=mu_dtype,
-                bias_correction_mu=bias_correction_mu,
-                bias_correction_nu=bias_correction_nu,
-            ),
-            scale_by_learning_rate(learning_rate),
+    return chain(
+        scale_by_amsgrad(
+            b1=b1,
+            b2=b2,
+            eps=eps,
+            eps_root=eps_root,
+            mu_dtype=mu_dtype,
+            bias_correction_mu=bias_correction_mu,
+            bias_correction_nu=bias_correction_nu,
         ),
-        single_device=True,
+        scale_by_learning_rate(learning_rate),
     )
 
 
@@ -354,7 +342,4 @@ def adamax(
     _checks.beta(owner, "b1", b1)
     _checks.beta(owner, "b2", b2)
     _checks.nonneg(owner, "eps", eps)
-    return maybe_fuse(
-        chain(scale_by_adamax(b1=b1, b2=b2, eps=eps), scale_by_learning_rate(learning_rate)),
-        single_device=True,
-    )
+    return chain(scale_by_adamax(b1=b1, b2=b2, eps=eps), scale_by_learning_rate(learning_rate))

@@ -1,7 +1,5 @@
 """LAMB: Adam directions rescaled layer by layer by a trust ratio."""
 
-from __future__ import annotations
-
 from gradtx.base import GradientTransformation, ScalarOrSchedule, chain, describe
 from gradtx.optimizers import _checks
 from gradtx.optimizers.adam import MaskOrFn

@@ -1,12 +1,9 @@
 """Lion: sign-of-momentum updates with decoupled weight decay."""
 
-from __future__ import annotations
-
 from typing import Any
 
 from gradtx import _validation as v
 from gradtx.base import GradientTransformation, ScalarOrSchedule, chain, describe
-from gradtx.fusion import maybe_fuse
 from gradtx.optimizers import _checks
 from gradtx.optimizers.adam import MaskOrFn
 from gradtx.transforms import add_decayed_weights, scale_by_learning_rate, scale_by_lion
@@ -56,11 +53,8 @@ def lion(
     _checks.beta(owner, "b2", b2, closed=True)
     v.check_dtype(owner, "mu_dtype", mu_dtype)
     _checks.weight_decay(owner, weight_decay)
-    return maybe_fuse(
-        chain(
-            scale_by_lion(b1=b1, b2=b2, mu_dtype=mu_dtype),
-            add_decayed_weights(weight_decay, mask),
-            scale_by_learning_rate(learning_rate),
-        ),
-        single_device=True,
+    return chain(
+        scale_by_lion(b1=b1, b2=b2, mu_dtype=mu_dtype),
+        add_decayed_weights(weight_decay, mask),
+        scale_by_learning_rate(learning_rate),
     )

@@ -1,10 +1,7 @@
 """Per-coordinate step sizes from accumulated squared gradients: Adagrad and RMSProp."""
 
-from __future__ import annotations
-
 from gradtx import _validation as v
 from gradtx.base import GradientTransformation, ScalarOrSchedule, chain, describe, identity
-from gradtx.fusion import maybe_fuse
 from gradtx.optimizers import _checks
 from gradtx.transforms import scale_by_learning_rate, scale_by_rms, scale_by_rss, scale_by_stddev, trace
 
@@ -42,12 +39,9 @@ def adagrad(
     _checks.learning_rate(owner, learning_rate)
     _checks.nonneg(owner, "initial_accumulator_value", initial_accumulator_value)
     _checks.nonneg(owner, "eps", eps)
-    return maybe_fuse(
-        chain(
-            scale_by_rss(initial_accumulator_value=initial_accumulator_value, eps=eps),
-            scale_by_learning_rate(learning_rate),
-        ),
-        single_device=True,
+    return chain(
+        scale_by_rss(initial_accumulator_value=initial_accumulator_value, eps=eps),
+        scale_by_learning_rate(learning_rate),
     )
 
 
@@ -111,17 +105,14 @@ def rmsprop(
     v.check_bool(owner, "centered", centered)
     _checks.momentum_and_nesterov(owner, momentum, nesterov)
     scaler = scale_by_stddev if centered else scale_by_rms
-    return maybe_fuse(
-        chain(
-            scaler(
-                decay=decay,
-                eps=eps,
-                initial_scale=initial_scale,
-                eps_in_sqrt=eps_in_sqrt,
-                bias_correction=bias_correction,
-            ),
-            scale_by_learning_rate(learning_rate),
-            identity() if momentum is None else trace(decay=momentum, nesterov=nesterov),
+    return chain(
+        scaler(
+            decay=decay,
+            eps=eps,
+            initial_scale=initial_scale,
+            eps_in_sqrt=eps_in_sqrt,
+            bias_correction=bias_correction,
         ),
-        single_device=True,
+        scale_by_learning_rate(learning_rate),
+        identity() if momentum is None else trace(decay=momentum, nesterov=nesterov),
     )

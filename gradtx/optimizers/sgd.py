@@ -1,12 +1,9 @@
 """Stochastic gradient descent, with optional heavy-ball or Nesterov momentum."""
 
-from __future__ import annotations
-
 from typing import Any
 
 from gradtx import _validation as v
 from gradtx.base import GradientTransformation, ScalarOrSchedule, chain, describe, identity
-from gradtx.fusion import maybe_fuse
 from gradtx.optimizers import _checks
 from gradtx.transforms import scale_by_learning_rate, trace
 
@@ -65,4 +62,4 @@ def sgd(
         accumulate = identity()
     else:
         accumulate = trace(decay=momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype)
-    return maybe_fuse(chain(accumulate, scale_by_learning_rate(learning_rate)), single_device=True)
+    return chain(accumulate, scale_by_learning_rate(learning_rate))

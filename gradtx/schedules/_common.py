@@ -5,8 +5,6 @@ composite schedules (warm-up + decay, one-cycle, SGDR) can reuse the pieces with
 and without the public restrictions (for example a warm-up of zero steps).
 """
 
-from __future__ import annotations
-
 import math
 from collections.abc import Callable, Mapping
 from typing import Any

@@ -1,7 +1,5 @@
 """Cosine annealing: plain, after a linear warm-up, and with warm restarts (SGDR)."""
 
-from __future__ import annotations
-
 from collections.abc import Iterable, Mapping
 
 import jax.numpy as jnp

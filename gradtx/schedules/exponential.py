@@ -1,7 +1,5 @@
 """Exponential (continuous or step-wise) decay, with an optional linear warm-up."""
 
-from __future__ import annotations
-
 from gradtx import _validation as v
 from gradtx.base import Schedule, describe
 from gradtx.schedules._common import ArrayLike, check_value, raw_exponential, raw_join, raw_polynomial

@@ -1,7 +1,5 @@
 """Concatenating schedules in time."""
 
-from __future__ import annotations
-
 import itertools
 from collections.abc import Sequence
 

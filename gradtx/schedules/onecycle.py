@@ -1,7 +1,5 @@
 """One-cycle policies: up to a peak, then down well below the starting value."""
 
-from __future__ import annotations
-
 from gradtx import _validation as v
 from gradtx.base import Schedule, describe
 from gradtx.schedules._common import ArrayLike, check_value, raw_piecewise_interpolate

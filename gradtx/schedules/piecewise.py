@@ -1,7 +1,5 @@
 """Piecewise schedules: constant jumps at given steps, or interpolation between them."""
 
-from __future__ import annotations
-
 import jax.numpy as jnp
 
 from gradtx.base import Schedule, describe

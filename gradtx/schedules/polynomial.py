@@ -1,7 +1,5 @@
 """Constant, polynomial and linear schedules (and a linear warm-up to a constant)."""
 
-from __future__ import annotations
-
 from gradtx import _validation as v
 from gradtx.base import Schedule, describe
 from gradtx.schedules._common import ArrayLike, check_value, raw_polynomial

@@ -14,8 +14,6 @@ References:
     Martens, *Deep learning via Hessian-free optimization*, ICML 2010.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import Any, NamedTuple
 

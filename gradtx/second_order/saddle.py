@@ -19,8 +19,6 @@ References:
     Jin, Ge, Netrapalli, Kakade & Jordan, *How to escape saddle points efficiently*, ICML 2017.
 """
 
-from __future__ import annotations
-
 import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple

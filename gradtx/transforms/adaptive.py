@@ -14,8 +14,6 @@ and complex64 params. First moments are stored in the params' dtype, or in `mu_d
 is given. Complex gradients use `|g|^2` (a real number) in every second moment.
 """
 
-from __future__ import annotations
-
 from typing import Any, Literal, NamedTuple
 
 import jax

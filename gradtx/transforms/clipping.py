@@ -1,7 +1,5 @@
 r"""Clipping of updates: elementwise, per-leaf norm, global norm, and NaN removal."""
 
-from __future__ import annotations
-
 from typing import Any, NamedTuple
 
 import jax

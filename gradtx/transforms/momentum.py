@@ -1,7 +1,5 @@
 r"""Accumulations of past updates: heavy-ball / Nesterov momentum (`trace`) and `ema`."""
 
-from __future__ import annotations
-
 from typing import Any, NamedTuple
 
 import jax

@@ -1,7 +1,5 @@
 r"""Annealed Gaussian gradient noise."""
 
-from __future__ import annotations
-
 import numbers
 import warnings
 from typing import Any, NamedTuple

@@ -1,7 +1,5 @@
 r"""Scalings of the updates: constant, learning rate, schedule, sign and trust ratio."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple

@@ -1,7 +1,5 @@
 r"""Decoupled weight decay: add `weight_decay · params` to the updates."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import Any, NamedTuple
 

@@ -1,7 +1,5 @@
 """Helpers shared by the wrappers: checking and calling the wrapped transformation."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import Any
 

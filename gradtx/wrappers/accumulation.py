@@ -1,7 +1,5 @@
 """Gradient accumulation over several mini-steps: `MultiSteps`."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 

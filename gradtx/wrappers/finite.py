@@ -1,7 +1,5 @@
 """Skip steps whose updates contain NaN or Inf: `apply_if_finite`."""
 
-from __future__ import annotations
-
 import functools
 from typing import NamedTuple
 

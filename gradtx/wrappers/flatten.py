@@ -1,7 +1,5 @@
 """Run a transformation on one flat vector of all parameters: `flatten`."""
 
-from __future__ import annotations
-
 import jax
 import jax.numpy as jnp
 import numpy as np

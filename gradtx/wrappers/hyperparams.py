@@ -5,8 +5,6 @@ state, so they are ordinary (traced) arrays: changing `state.hyperparams["learni
 jitted steps changes the step without recompiling, and schedules are evaluated at run time.
 """
 
-from __future__ import annotations
-
 import functools
 import inspect
 import numbers

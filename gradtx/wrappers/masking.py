@@ -1,7 +1,5 @@
 """Apply a transformation to part of the parameters: `masked` and `multi_transform`."""
 
-from __future__ import annotations
-
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, NamedTuple
 

@@ -1,7 +1,5 @@
 """Scale the updates down when the loss stops improving: `reduce_on_plateau`."""
 
-from __future__ import annotations
-
 import functools
 from typing import NamedTuple
 
