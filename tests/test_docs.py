@@ -1,6 +1,6 @@
 """The documentation: every public name has an API entry, the code in the pages runs, the
 figures exist, the README's quick start runs, and (when mkdocs is installed) the site builds
-with `mkdocs build --strict`."""
+with `mkdocs build --strict` and shows every formula as math, not as raw `$...$` text."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import jax
@@ -149,13 +150,15 @@ def test_readme_commands_in_getting_started():
         assert command in index, command
 
 
-@pytest.mark.slow
-def test_mkdocs_build_strict(tmp_path):
+@pytest.fixture(scope="module")
+def built_site(tmp_path_factory) -> Path:
+    """`mkdocs build --strict` once for the tests below; the site directory it wrote."""
     pytest.importorskip("mkdocs")
     pytest.importorskip("mkdocstrings")
     pytest.importorskip("material")
+    site = tmp_path_factory.mktemp("mkdocs") / "site"
     proc = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -163,11 +166,93 @@ def test_mkdocs_build_strict(tmp_path):
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-6000:]
-    html = (tmp_path / "site" / "api" / "optimizers" / "index.html").read_text(encoding="utf-8")
+    return site
+
+
+@pytest.mark.slow
+def test_mkdocs_build_strict(built_site):
+    html = (built_site / "api" / "optimizers" / "index.html").read_text(encoding="utf-8")
     # the API entries render the functions (not the same-named submodules) under public ids
     assert 'id="gradtx.adam"' in html and "bias-corrected" in html
     ids = set()
-    for page in (tmp_path / "site" / "api").rglob("index.html"):
+    for page in (built_site / "api").rglob("index.html"):
         ids.update(re.findall(r'id="(gradtx[\w.]*)"', page.read_text(encoding="utf-8")))
     missing = [p for p in _public_paths() if p not in ids]
     assert not missing, f"no anchor in the built API pages for {missing}"
+
+
+class _VisibleText(HTMLParser):
+    """The text of an HTML page outside code, scripts and rendered math, with its line numbers."""
+
+    HIDDEN_TAGS = frozenset({"code", "pre", "kbd", "samp", "script", "style", "textarea"})
+    VOID_TAGS = frozenset(
+        {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+    )
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.open: list[tuple[str, bool]] = []  # (tag, hides its content)
+        self.chunks: list[tuple[int, str]] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.VOID_TAGS:
+            return
+        classes = (dict(attrs).get("class") or "").split()
+        self.open.append((tag, tag in self.HIDDEN_TAGS or "arithmatex" in classes))
+
+    def handle_startendtag(self, tag, attrs):
+        pass  # <tag/> opens nothing
+
+    def handle_endtag(self, tag):
+        if any(name == tag for name, _ in self.open):  # ignore stray end tags
+            while self.open and self.open.pop()[0] != tag:
+                pass
+
+    def handle_data(self, data):
+        hidden = any(hides for _, hides in self.open)
+        self.chunks.append((self.getpos()[0], data, not hidden))
+
+
+def _raw_dollars(html: str) -> list[str]:
+    """Each `$` left in the visible text of a page, with its line and some context (the
+    text around it, hidden parts included, so that the formula it belongs to shows)."""
+    parser = _VisibleText()
+    parser.feed(html)
+    parser.close()
+    text, found, hits = "", [], []
+    for line, chunk, visible in parser.chunks:
+        if visible:
+            hits += [(line, len(text) + m.start()) for m in re.finditer(r"\$", chunk)]
+        text += chunk
+    for line, at in hits:
+        context = " ".join(text[max(0, at - 60) : at + 80].split())
+        found.append(f"line {line}: ...{context}...")
+    return found
+
+
+def test_raw_dollars_detector():
+    """The check below sees a `$` that arithmatex left in prose, and nothing in code or math."""
+    rendered = (
+        '<p>a <span class="arithmatex">\\(x\\)</span> and <code>echo $HOME</code></p>'
+        '<div class="arithmatex">\\[y\\]</div><pre><code>$ pip install gradtx</code></pre><br>'
+        "<script>var a = '$';</script>"
+    )
+    assert _raw_dollars(rendered) == []
+    # `$$u$$` written on a line that continues a paragraph: arithmatex renders `$u$` and
+    # leaves the outer dollars as text
+    unrendered = '<p>the update is\n$<span class="arithmatex">\\(u\\)</span>$\ncomputed by</p>'
+    assert len(_raw_dollars(unrendered)) == 2
+
+
+@pytest.mark.slow
+def test_every_formula_is_rendered(built_site):
+    """No page shows a formula as raw `$...$` text: arithmatex converted every one (a display
+    formula inside a docstring needs a blank line before and after its `$$ ... $$` block)."""
+    problems = {}
+    for page in sorted(built_site.rglob("*.html")):
+        found = _raw_dollars(page.read_text(encoding="utf-8"))
+        if found:
+            problems[str(page.relative_to(built_site))] = found
+    assert not problems, "formulas left as raw $ text:\n" + "\n".join(
+        f"{page}: {hit}" for page, hits in problems.items() for hit in hits
+    )

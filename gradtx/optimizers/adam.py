@@ -176,7 +176,9 @@ def adamw(
     $$d_t = \frac{\hat m_t}{\sqrt{\hat v_t + \epsilon_{root}} + \epsilon}$$
 
     and, with weight decay $\lambda$ and params $p_{t-1}$,
+
     $$u_t = -\eta\,\big(d_t + \lambda\, p_{t-1}\big).$$
+
     The decay is added to the Adam direction *before* the multiplication by the (full)
     learning rate, so the effective decay per step is $\eta\lambda$, exactly as `optax.adamw`:
     `chain(scale_by_adam(...), add_decayed_weights(weight_decay, mask), scale_by_learning_rate(lr))`.

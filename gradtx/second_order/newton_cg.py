@@ -116,7 +116,9 @@ def scale_by_newton_cg(cg_iters: int = 50, damping: float = 0.0, tol: float = 1e
 
     With $g$ the incoming gradient of the objective $f$ = `value_fn` at the params $\theta$,
     $H = \nabla^2 f(\theta)$ and $B = H + \lambda I$ ($\lambda$ = `damping`), the update is
+
     $$d \approx B^{-1} g,$$
+
     computed by at most `cg_iters` iterations of conjugate gradients started from $d_0 = 0$, each
     costing one Hessian-vector product (the gradient map is linearized once per update with
     [`hessian_operator`][gradtx.curvature.hessian_operator]), inside one `lax.while_loop`. CG stops

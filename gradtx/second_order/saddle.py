@@ -114,10 +114,12 @@ def saddle_escape(
       ([`operator_eigsh`][gradtx.curvature.operator_eigsh] with `which="SA"` on
       [`hessian_operator`][gradtx.curvature.hessian_operator]); if $\lambda_{\min} <$
       `-curvature_tol` (a strict saddle, or a maximum), the update becomes
-      $$u = -\,\alpha\, s\, v, \qquad \alpha = \texttt{step\_size},$$
-      where the sign $s \in \{+1, -1\}$ is chosen so that $f(\theta + \alpha s v) \le
-      f(\theta - \alpha s v)$ ($s = +1$ on a tie). Otherwise (a local minimum, or flat) $g$ is
-      passed on unchanged.
+
+        $$u = -\,\alpha\, s\, v, \qquad \alpha = \texttt{step\_size},$$
+
+        where the sign $s \in \{+1, -1\}$ is chosen so that $f(\theta + \alpha s v) \le
+        f(\theta - \alpha s v)$ ($s = +1$ on a tie). Otherwise (a local minimum, or flat) $g$
+        is passed on unchanged.
 
     The next transformation in the chain turns $u$ into a descent step as it would a gradient,
     so `chain(saddle_escape(...), sgd(lr))` moves the params by $-\eta u = \eta\,\alpha\, s\, v$:
@@ -246,9 +248,11 @@ def perturbed_gradient(
 
     With $g_t$ the incoming gradient and $\tau$ the number of updates since the latest
     perturbation:
+
     $$u_t = \begin{cases} g_t + \xi_t, & \|g_t\| \le \texttt{grad\_tol} \text{ and } \tau \ge
     t_\text{thres},\\ g_t & \text{otherwise},\end{cases}
     \qquad \xi_t \sim \mathcal U\big(\mathbb B(0, r)\big),$$
+
     $\xi_t$ uniform on the Euclidean ball of radius $r$ = `radius` in the space of all the
     params. So two perturbations are at least `t_thres + 1` updates apart, as in Jin et al.'s
     condition $t - t_\text{noise} > t_\text{thres}$; the first small gradient is perturbed at

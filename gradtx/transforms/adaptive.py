@@ -598,6 +598,7 @@ def scale_by_rms(
     r"""Rescale updates by the root of an exponential moving average of squared gradients.
 
     $$v_t = \rho\, v_{t-1} + (1-\rho)|g|^2,\qquad u = \frac{g}{\sqrt{\hat v_t + \epsilon}}$$
+
     (or $g / (\sqrt{\hat v_t} + \epsilon)$ with `eps_in_sqrt=False`), where
     $\hat v_t = v_t/(1-\rho^t)$ with `bias_correction=True` and $\hat v_t = v_t$ otherwise.
 
@@ -656,6 +657,7 @@ def scale_by_stddev(
 
     $$m_t = \rho\, m_{t-1} + (1-\rho) g,\quad v_t = \rho\, v_{t-1} + (1-\rho)|g|^2,\quad
     u = \frac{g}{\sqrt{\max(\hat v_t - |\hat m_t|^2, 0) + \epsilon}}$$
+
     (centred RMSProp), with the same `eps_in_sqrt` and `bias_correction` options as
     [`scale_by_rms`][gradtx.scale_by_rms]. The variance is clamped at zero, so rounding
     never produces a NaN.

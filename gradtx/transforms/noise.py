@@ -43,8 +43,10 @@ def add_noise(
     r"""Add annealed Gaussian noise to the updates.
 
     At step $t$ (1 on the first call):
+
     $$u_t = g_t + \sigma_t\, \xi_t,\qquad \xi_t \sim \mathcal N(0, I),\qquad
     \sigma_t^2 = \frac{\eta}{t^{\gamma}},$$
+
     i.e. variance $\eta / (1 + k)^\gamma$ after $k$ earlier steps. The noise for each leaf
     comes from a fresh split of the key held in the state (the same stream as optax's).
 

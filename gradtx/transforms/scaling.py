@@ -191,7 +191,9 @@ def scale_by_trust_ratio(
     r"""Rescale each leaf by the layer-wise trust ratio of LARS / LAMB.
 
     For each leaf with params $p$ and update $u$:
+
     $$u \leftarrow u \cdot \frac{c\,\max(\|p\|, m)}{\max(\|u\|, m) + \epsilon}$$
+
     ($\|\cdot\|$ the L2 norm of all the leaf's elements), with the ratio set to 1 when either
     norm is 0 (so fresh zero-initialised params are still updated).
 
