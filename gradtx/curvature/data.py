@@ -8,8 +8,9 @@ $$\\bar L(\\theta) = \\sum_i \\frac{n_i}{N} L(\\theta; B_i), \\qquad N = \\sum_i
 
 where `n_i` is the length of the leading axis of the first array in batch `B_i`. When `L` is a
 mean over its batch (the usual case), `\\bar L` is exactly the mean loss over the whole data set,
-so a short last batch counts for what it holds and no more (PyHessian averages per-batch
-Hessian-vector products with equal weights, which over-weights a short last batch).
+so a short last batch counts for what it holds and no more. This is PyHessian's weighting too:
+over a data loader it accumulates each batch's Hessian-vector product times the batch size
+and divides the sum by the total number of examples.
 
 The helpers here turn `(loss, args, batches)` into a function of the params alone, which the
 estimators then differentiate.
