@@ -25,6 +25,7 @@ from gradtx.base import (
     stateless,
     stateless_with_tree_map,
 )
+from gradtx.checkpoint import retype_state
 from gradtx.gradcheck import (
     GradcheckReport,
     gradcheck,
@@ -204,6 +205,7 @@ __all__ = [
     "piecewise_interpolate_schedule",
     "polynomial_schedule",
     "reduce_on_plateau",
+    "retype_state",
     "rmsprop",
     "scale",
     "scale_by_adam",

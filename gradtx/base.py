@@ -20,11 +20,15 @@ structure and shapes as the incoming updates.
 import contextvars
 import functools
 import inspect
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
+
+from gradtx._statecheck import check_state as _check_state
+from gradtx._statecheck import looks_untyped, lost_types_error, state_types
 
 __all__ = [
     "EmptyState",
@@ -71,17 +75,52 @@ class EmptyState(NamedTuple):
     """The state of a stateless transformation."""
 
 
-class GradientTransformation(NamedTuple):
+class _TransformationFields(NamedTuple):
+    init: TransformInitFn
+    update: TransformUpdateFn
+
+
+_OPTAX_COMPATIBLE: dict[int, type] = {}
+
+
+def _optax_compatible_class() -> type | None:
+    """A subclass of both gradtx's and optax's transformation types, once optax is imported."""
+    optax_base = sys.modules.get("optax._src.base")
+    extra_args = getattr(optax_base, "GradientTransformationExtraArgs", None)
+    if not isinstance(extra_args, type):
+        return None
+    cls = _OPTAX_COMPATIBLE.get(id(extra_args))
+    if cls is None:
+        cls = type("GradientTransformation", (GradientTransformation, extra_args), {"__slots__": ()})
+        cls.__module__ = __name__
+        _OPTAX_COMPATIBLE[id(extra_args)] = cls
+    return cls
+
+
+class GradientTransformation(_TransformationFields):
     """A pair of pure functions `(init, update)`.
 
     It is a `NamedTuple`, so it unpacks as `init, update = tx` exactly like optax's
     `GradientTransformation`, and any code that only calls `tx.init` and `tx.update` (optax,
     Flax) accepts it. Every gradtx `update` accepts `params` and arbitrary extra keyword arguments
     (for example `value=loss` or `value_fn=f`), forwarding them where they are used.
+
+    Inside optax. `optax.chain` (and optax's wrappers) forward extra keyword arguments only to
+    instances of optax's `GradientTransformationExtraArgs`. Once optax has been imported, a gradtx
+    transformation answers `isinstance(tx, optax.GradientTransformationExtraArgs)` with True (its
+    `__class__` reports a subclass of both types; `type(tx)` is still this class), so
+    `optax.chain(gradtx.adam(1e-2), gradtx.reduce_on_plateau())` hands `value=` to both members.
+    gradtx does not import optax for this.
     """
 
-    init: TransformInitFn
-    update: TransformUpdateFn
+    __slots__ = ()
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return _optax_compatible_class() or GradientTransformation
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (GradientTransformation, tuple(self))
 
     def __repr__(self) -> str:
         info = getattr(self.update, "_gradtx_info", None)
@@ -155,65 +194,7 @@ class _DescribedCallable:
         return _format_call(*self._gradtx_info)
 
 
-def _tree_paths(tree: Any) -> dict[str, Any]:
-    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {jax.tree_util.keystr(path): leaf for path, leaf in leaves}
-
-
-def _state_types(tree: Any) -> list[str]:
-    """Names of the NamedTuple state types in `tree`, outermost first."""
-    names: list[str] = []
-
-    def visit(node: Any) -> None:
-        if isinstance(node, tuple) and hasattr(node, "_fields"):
-            names.append(type(node).__name__)
-        if isinstance(node, (tuple, list)):
-            for child in node:
-                visit(child)
-        elif isinstance(node, dict):
-            for child in node.values():
-                visit(child)
-
-    visit(tree)
-    return names
-
-
-def _check_state(name: str, init: Callable, updates: Updates, state: OptState) -> None:
-    """Raise if `state` is not what `init` makes for a tree shaped like `updates`."""
-    try:
-        expected = jax.eval_shape(init, updates)
-    except (TypeError, ValueError):
-        return  # init needs something updates cannot give (e.g. non-array leaves); skip
-    expected_def = jax.tree_util.tree_structure(expected)
-    got_def = jax.tree_util.tree_structure(state)
-    if expected_def != got_def:
-        exp_types, got_types = _state_types(expected), _state_types(state)
-        if exp_types != got_types:
-            raise TypeError(
-                f"{name}.update received a state of type(s) {got_types or [type(state).__name__]} "
-                f"but expected {exp_types or [type(expected).__name__]}: the state was made by a "
-                f"different transformation's init. Call {name}.init(params) to build it."
-            )
-        exp_paths, got_paths = _tree_paths(expected), _tree_paths(state)
-        missing = sorted(set(exp_paths) - set(got_paths))
-        extra = sorted(set(got_paths) - set(exp_paths))
-        raise ValueError(
-            f"{name}.update: the updates tree does not match the tree the state was built for; "
-            f"state leaves missing for the updates: {missing[:5]}; state leaves with no "
-            f"matching update: {extra[:5]}."
-        )
-    exp_paths, got_paths = _tree_paths(expected), _tree_paths(state)
-    for path, exp_leaf in exp_paths.items():
-        got_shape = jnp.shape(got_paths[path])
-        if tuple(exp_leaf.shape) != tuple(got_shape):
-            raise ValueError(
-                f"{name}.update: shape mismatch at state{path}: the updates give shape "
-                f"{tuple(exp_leaf.shape)} but the state holds shape {tuple(got_shape)}. Gradients "
-                f"must have the same tree structure and leaf shapes as the params given to init."
-            )
-
-
-def describe(factory: Callable) -> Callable:
+def describe(factory: Callable | None = None, *, checks_state: bool = True) -> Callable:
     """Decorate a factory of transformations (or schedules) so its results print and report.
 
     The returned transformation's `repr` is the call that made it with every argument bound
@@ -223,7 +204,14 @@ def describe(factory: Callable) -> Callable:
     `TypeError` naming both state types; a mismatched gradient tree raises a `ValueError` naming
     the path and both shapes). Nested described transformations check only once, at the
     outermost level.
+
+    `@describe(checks_state=False)` makes a transformation that does not check its state as a
+    whole but lets its members check theirs, each against the updates it actually receives
+    (`chain`: a first member may change the updates' shapes, as per-example gradient
+    aggregation does).
     """
+    if factory is None:
+        return functools.partial(describe, checks_state=checks_state)
     signature = inspect.signature(factory)
     name = factory.__name__
 
@@ -243,7 +231,7 @@ def describe(factory: Callable) -> Callable:
                 arguments[key] = value
         info = (name, arguments)
         if isinstance(result, GradientTransformation):
-            return _labelled(result, info)
+            return _labelled(result, info, checks_state)
         if callable(result):
             return _DescribedCallable(result, info)
         return result
@@ -251,13 +239,15 @@ def describe(factory: Callable) -> Callable:
     return wrapper
 
 
-def _labelled(tx: GradientTransformation, info: tuple[str, dict[str, Any]]) -> GradientTransformation:
+def _labelled(
+    tx: GradientTransformation, info: tuple[str, dict[str, Any]], checks_state: bool = True
+) -> GradientTransformation:
     inner_update = tx.update
     init = tx.init
 
     @functools.wraps(inner_update)
     def update(updates, state, params=None, **extra_args):
-        if _CHECKING.get():
+        if not checks_state or _CHECKING.get():
             return inner_update(updates, state, params, **extra_args)
         _check_state(info[0], init, updates, state)
         token = _CHECKING.set(True)
@@ -314,10 +304,13 @@ def _chain_transform(transforms: tuple[GradientTransformation, ...]) -> Gradient
         return tuple(tx.init(params) for tx in transforms)
 
     def update(updates, state, params=None, **extra_args):
+        if not isinstance(state, tuple) and looks_untyped(state):
+            raise lost_types_error("chain", state)
         if not isinstance(state, tuple) or len(state) != len(transforms):
             raise TypeError(
                 f"chain.update expected a tuple of {len(transforms)} states (one per member), "
-                f"got {type(state).__name__}; build the state with the chain's own init."
+                f"got {type(state).__name__} holding state type(s) {state_types(state)}; build the "
+                f"state with the chain's own init."
             )
         new_state = []
         for tx, keep, member_state in zip(transforms, filters, state, strict=True):
@@ -328,7 +321,7 @@ def _chain_transform(transforms: tuple[GradientTransformation, ...]) -> Gradient
     return GradientTransformation(init, update)
 
 
-@describe
+@describe(checks_state=False)
 def chain(*transforms: GradientTransformation) -> GradientTransformation:
     """Apply transformations one after the other.
 
@@ -348,7 +341,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
     return _chain_transform(transforms)
 
 
-@describe
+@describe(checks_state=False)
 def named_chain(*transforms: tuple[str, GradientTransformation]) -> GradientTransformation:
     """Like [`chain`][gradtx.chain], with the state a dict keyed by the given names.
 

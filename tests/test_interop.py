@@ -151,3 +151,109 @@ def test_nnx_optimizer_matches_optax(name):
     chex.assert_trees_all_close(
         jax.tree.map(np.asarray, ours), jax.tree.map(np.asarray, ref), rtol=1e-5, atol=1e-6
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Extra arguments inside optax.chain, shape-changing first members, pickling
+# --------------------------------------------------------------------------------------------
+
+
+def test_gradtx_transformations_are_optax_extra_args_transformations():
+    tx = gradtx.adam(1e-2)
+    assert isinstance(tx, optax.GradientTransformationExtraArgs)
+    assert isinstance(tx, optax.GradientTransformation)
+    assert type(tx) is gradtx.GradientTransformation  # the real type is unchanged
+    # optax does not wrap it (a wrapper would drop value=)
+    assert optax.with_extra_args_support(tx) is tx
+    # optax's own transformations are not mistaken for gradtx's
+    assert not isinstance(optax.adam(1e-2), gradtx.GradientTransformation)
+
+
+def _plateau_run(lib_chain, make, steps=40):
+    x, y = _data()
+    params = _params()
+    tx = lib_chain(make())
+    state = tx.init(params)
+
+    @jax.jit
+    def step(params, state):
+        value, grads = jax.value_and_grad(_loss)(params, x, y)
+        updates, state = tx.update(grads, state, params, value=value)
+        return optax.apply_updates(params, updates), state, value
+
+    values = []
+    for _ in range(steps):
+        params, state, value = step(params, state)
+        values.append(value)
+    return params, np.asarray(values)
+
+
+def test_reduce_on_plateau_gets_value_inside_optax_chain():
+    # before: optax.chain wrapped gradtx members with a value-dropping shim and the plateau
+    # transformation failed with "pass value=loss".
+    def ours():
+        return (gradtx.sgd(0.5), gradtx.reduce_on_plateau(factor=0.5, patience=2, accumulation_size=1))
+
+    def ref():
+        return (optax.sgd(0.5), optax.contrib.reduce_on_plateau(factor=0.5, patience=2, accumulation_size=1))
+
+    p_ours, v_ours = _plateau_run(lambda ts: optax.chain(*ts), ours)
+    p_ref, v_ref = _plateau_run(lambda ts: optax.chain(*ts), ref)
+    np.testing.assert_array_equal(v_ours, v_ref)
+    chex.assert_trees_all_equal(p_ours, p_ref)
+
+
+def test_newton_cg_gets_value_fn_inside_optax_chain():
+    x, y = _data()
+    params = _params()
+
+    def loss_fn(p):
+        return _loss(p, x, y)
+
+    inner = gradtx.second_order.newton_cg(learning_rate=1.0, cg_iters=20, damping=1e-3)
+    wrapped = optax.chain(optax.identity(), inner)
+    s_w, s_i = wrapped.init(params), inner.init(params)
+    g = jax.grad(loss_fn)(params)
+    u_w, _ = wrapped.update(g, s_w, params, value_fn=loss_fn)
+    u_i, _ = inner.update(g, s_i, params, value_fn=loss_fn)
+    chex.assert_trees_all_equal(u_w, u_i)
+
+
+def test_chain_checks_each_member_against_the_updates_it_receives():
+    # a first member that aggregates per-example gradients changes the updates' shapes; before,
+    # gradtx.chain checked the per-example tree against the whole chain's state and failed.
+    params = {"w": jnp.ones(3), "b": jnp.zeros(())}
+    per_example = {
+        "w": jax.random.normal(jax.random.key(0), (8, 3)),
+        "b": jax.random.normal(jax.random.key(1), (8,)),
+    }
+    agg = optax.contrib.differentially_private_aggregate(l2_norm_clip=1.0, noise_multiplier=0.0, key=0)
+    ours = gradtx.chain(agg, gradtx.adam(1e-2))
+    ref = optax.chain(agg, optax.adam(1e-2))
+    s_ours, s_ref = ours.init(params), ref.init(params)
+    step_ours, step_ref = jax.jit(ours.update), jax.jit(ref.update)
+    for _ in range(3):
+        u_ours, s_ours = step_ours(per_example, s_ours, params)
+        u_ref, s_ref = step_ref(per_example, s_ref, params)
+        chex.assert_trees_all_equal(u_ours, u_ref)
+    # a member still rejects updates that do not match its own state, naming itself
+    bad = gradtx.chain(gradtx.identity(), gradtx.adam(1e-2))
+    with pytest.raises(ValueError, match=r"adam\.update: shape mismatch"):
+        bad.update(per_example, bad.init(params), params)
+
+
+def _scale_init(params):
+    return gradtx.EmptyState()
+
+
+def _scale_update(updates, state, params=None):
+    return jax.tree.map(lambda g: 2.0 * g, updates), state
+
+
+def test_transformation_pickles_as_itself():
+    import pickle
+
+    tx = gradtx.GradientTransformation(_scale_init, _scale_update)
+    back = pickle.loads(pickle.dumps(tx))
+    assert type(back) is gradtx.GradientTransformation
+    assert back.init is _scale_init and back.update is _scale_update
