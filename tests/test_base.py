@@ -129,3 +129,31 @@ def test_check_real_rejects_non_finite_with_or_without_bounds(value, bounds):
     with pytest.raises(ValueError, match="x must be a finite number"):
         _validation.check_real("f", "x", value, **bounds)
     _validation.check_real("f", "x", 0.5, **bounds)  # a finite value inside the bounds passes
+
+
+def _public_callables():
+    import inspect
+
+    modules = [gradtx, gradtx.curvature, gradtx.second_order, gradtx.numerics, gradtx.fusion]
+    for module in modules:
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isfunction(obj) or (callable(obj) and hasattr(obj, "__wrapped__")):
+                yield f"{module.__name__}.{name}", obj
+
+
+def test_public_signatures_carry_real_annotations():
+    # with postponed evaluation every annotation was a str, and tools (optax's own tests among
+    # them) that read `inspect.signature(f).parameters[name].annotation` failed.
+    import inspect
+
+    checked = 0
+    for qualname, fn in _public_callables():
+        signature = inspect.signature(fn)
+        annotations = [p.annotation for p in signature.parameters.values()] + [signature.return_annotation]
+        strings = [a for a in annotations if isinstance(a, str)]
+        assert not strings, f"{qualname} has string annotations {strings}"
+        checked += 1
+    assert checked > 80
+    assert inspect.signature(gradtx.adam).parameters["b1"].annotation is float
+    assert inspect.signature(gradtx.chain).return_annotation is gradtx.GradientTransformation
