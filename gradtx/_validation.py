@@ -105,16 +105,57 @@ def check_bool(owner: str, name: str, value: Any) -> None:
         raise TypeError(f"{owner}: {name} must be True or False, got {type(value).__name__}: {value!r}")
 
 
-def check_dtype(owner: str, name: str, value: Any) -> None:
-    """Raise unless `value` is None or a floating dtype."""
+def check_dtype(owner: str, name: str, value: Any, *, allow_complex: bool = False) -> None:
+    """Raise unless `value` is None or a floating dtype (or a complex one, with `allow_complex`).
+
+    Strings (`"bfloat16"`, `"complex64"`), NumPy / JAX scalar types and `np.dtype`s are accepted.
+    """
     if value is None:
         return
+    kind = "a floating or complex dtype" if allow_complex else "a floating dtype"
     try:
         dtype = jax.numpy.dtype(value)
     except TypeError:
-        raise TypeError(f"{owner}: {name} must be None or a floating dtype, got {value!r}") from None
-    if not jax.numpy.issubdtype(dtype, jax.numpy.floating):
-        raise TypeError(f"{owner}: {name} must be None or a floating dtype, got {dtype}")
+        raise TypeError(f"{owner}: {name} must be None or {kind}, got {value!r}") from None
+    accepted = jax.numpy.inexact if allow_complex else jax.numpy.floating
+    if not jax.numpy.issubdtype(dtype, accepted):
+        raise TypeError(f"{owner}: {name} must be None or {kind}, got {dtype}")
+
+
+def check_state_params(owner: str, params: Any, dtype: Any = None, dtype_name: str = "mu_dtype") -> None:
+    """For the `init` of a transformation that keeps a floating state per parameter.
+
+    Raise a `TypeError` naming the first offending leaf path when
+
+    * a params leaf has an integer or boolean dtype: the state (moments, traces) would be kept
+      in, or rounded back to, integers, so the updates would silently be zero or truncated;
+    * `dtype` (the state's `mu_dtype` / `accumulator_dtype`) is complex and a leaf is real, or
+      `dtype` is real and a leaf is complex: the cast between the two would drop the imaginary
+      part (optax then returns complex updates for real params, or loses the imaginary part).
+
+    Python scalars are judged by their JAX dtype (`1.5` is float32, `3` is int32).
+    """
+    want_complex = None if dtype is None else bool(jax.numpy.issubdtype(dtype, jax.numpy.complexfloating))
+    leaves, _ = jax.tree_util.tree_flatten_with_path(params)
+    for path, leaf in leaves:
+        leaf_dtype = jax.numpy.result_type(leaf)
+        where = f"params{jax.tree_util.keystr(path)}"
+        if not jax.numpy.issubdtype(leaf_dtype, jax.numpy.inexact):
+            raise TypeError(
+                f"{owner}.init: {where} has dtype {leaf_dtype}; {owner} keeps a floating-point "
+                f"state per parameter, which an integer or boolean leaf cannot hold (its updates "
+                f"would be rounded to integers). Cast that leaf to a floating dtype, or keep it out "
+                f"of the optimized params (e.g. freeze it with a mask)."
+            )
+        is_complex = bool(jax.numpy.issubdtype(leaf_dtype, jax.numpy.complexfloating))
+        if want_complex is not None and is_complex != want_complex:
+            raise TypeError(
+                f"{owner}.init: {dtype_name}={jax.numpy.dtype(dtype)} is "
+                f"{'complex' if want_complex else 'real'} but {where} has dtype {leaf_dtype}; the "
+                f"cast between the two would drop an imaginary part. Use a "
+                f"{'complex' if is_complex else 'real floating'} {dtype_name} for these params "
+                f"(or None, the params' own dtype)."
+            )
 
 
 def check_params_and_value_fn(owner: str, params: Any, value_fn: Any) -> None:

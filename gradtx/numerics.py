@@ -8,14 +8,17 @@ import jax.numpy as jnp
 
 __all__ = [
     "abs_sq",
+    "as_array",
     "bias_correction",
     "cast",
     "compute_dtype",
     "debias_factor",
+    "float_updates",
     "full_like_param",
     "global_norm",
     "safe_increment",
     "stat_dtype",
+    "tree_as_arrays",
     "tree_cast",
     "tree_zeros_like",
     "update_moment",
@@ -44,6 +47,42 @@ def full_like_param(x: Any, value: Any, dtype: Any = None) -> jax.Array:
         return jnp.full(jnp.shape(x), value, dtype)
     fill = jnp.asarray(value, dtype)
     return jnp.where(x == x, fill, fill)
+
+
+def as_array(x: Any) -> Any:
+    """A Python scalar (`bool`, `int`, `float`, `complex`) as a JAX scalar; anything else unchanged.
+
+    The scalar keeps JAX's weak type, exactly as when it is passed through `jax.jit`, so eager
+    and jitted updates see the same leaf (a Python `1.5` becomes a weakly typed float32 `()`).
+    """
+    if isinstance(x, (bool, int, float, complex)):
+        return jnp.asarray(x)
+    return x
+
+
+def tree_as_arrays(tree: Any) -> Any:
+    """[`as_array`][gradtx.numerics.as_array] on every leaf (`None` leaves stay `None`)."""
+    return jax.tree.map(as_array, tree)
+
+
+def float_updates(tree: Any) -> Any:
+    """The updates tree made ready for floating-point arithmetic.
+
+    Python scalars become JAX scalars ([`as_array`][gradtx.numerics.as_array]); integer and
+    boolean leaves are promoted to the floating dtype JAX gives them next to a Python float
+    (float32, or float64 with `jax_enable_x64`), as in optax's `learning_rate * g`, so that
+    no transformation rounds an update back to an integer. Float and complex leaves, and `None`
+    leaves, are returned unchanged.
+    """
+
+    def one(x: Any) -> Any:
+        x = as_array(x)
+        dtype = jnp.result_type(x)
+        if jnp.issubdtype(dtype, jnp.inexact):
+            return x
+        return jnp.asarray(x).astype(jnp.result_type(dtype, float))
+
+    return jax.tree.map(one, tree)
 
 
 def tree_zeros_like(tree: Any, dtype: Any = None) -> Any:
