@@ -13,8 +13,8 @@ cross-entropy, optimized by
 through `nnx.Optimizer(model, tx, wrt=nnx.Param)`; the step is a single `nnx.jit` function.
 
 Curvature: the Hessian of the trained model's training loss (evaluation mode, on a fixed
-subset of the training set) is probed without ever forming it: its top eigenvalues and most
-negative eigenvalue (Lanczos), its trace (Hutchinson), its condition number and its spectral
+subset of the training set) is probed without ever forming it: its top eigenvalues and smallest
+eigenvalue (Lanczos), its trace (Hutchinson), its condition number and its spectral
 density (stochastic Lanczos quadrature), all from `gradtx.curvature`.
 
 Figures written into --out: training_curves.png, lr_schedule.png, hessian_spectrum.png.
@@ -23,7 +23,6 @@ Figures written into --out: training_curves.png, lr_schedule.png, hessian_spectr
 from __future__ import annotations
 
 import argparse
-import textwrap
 import time
 
 import jax
@@ -87,8 +86,8 @@ def curvature_analysis(model: nnx.Module, x: np.ndarray, y: np.ndarray, *, quick
 
     # Each call below is one compiled Lanczos / Hutchinson loop of Hessian-vector products.
     top, _ = curvature.eigsh(loss, params, x, y, k=3, which="LA", num_iters=num_iters, key=k_top)
-    # condition_number runs Lanczos for both ends of the spectrum: its lambda_min is the most
-    # negative eigenvalue (the same estimate eigsh(..., which="SA") gives).
+    # condition_number runs Lanczos for both ends of the spectrum: its lambda_min is the smallest
+    # (most negative, if any is) eigenvalue, the same estimate eigsh(..., which="SA") gives.
     cond = curvature.condition_number(loss, params, x, y, num_iters=num_iters, key=k_cond)
     trace = curvature.hessian_trace(loss, params, x, y, num_samples=10 if quick else 100, key=k_trace)
     grid, density = curvature.spectral_density(
@@ -109,17 +108,44 @@ def curvature_analysis(model: nnx.Module, x: np.ndarray, y: np.ndarray, *, quick
     }
 
 
+def condition_summary(cond: curvature.ConditionNumberReport) -> tuple[str, str]:
+    """The table entry and the one-line verdict for a condition-number report.
+
+    Both come from the same report (its `kind`, `λ_min`, `λ_max` and `κ`), so they cannot
+    disagree: an indefinite Hessian has no condition number (the report's `κ` is nan, which is
+    printed as "undefined", not as a number).
+    """
+    lo, hi, kappa, kind = float(cond.lambda_min), float(cond.lambda_max), float(cond.condition_number), cond.kind
+    if kind == "positive_definite":
+        entry = f"{kappa:.4g} ({kind})"
+        verdict = (f"κ = λ_max / λ_min = {kappa:.4g}: the Hessian is positive definite, "
+                   f"λ_min = {lo:.4g}, λ_max = {hi:.4g}")
+    elif kind == "negative_definite":
+        entry = f"{kappa:.4g} ({kind})"
+        verdict = (f"κ = λ_min / λ_max = {kappa:.4g}: the Hessian is negative definite, "
+                   f"λ_min = {lo:.4g}, λ_max = {hi:.4g}")
+    elif kind == "singular":
+        entry = f"inf ({kind})"
+        verdict = (f"κ = inf: the Hessian is singular, an extreme eigenvalue is zero within eig_tol "
+                   f"(λ_min = {lo:.4g}, λ_max = {hi:.4g})")
+    else:
+        entry = f"undefined ({kind})"
+        verdict = (f"undefined (κ = nan): the Hessian is indefinite, "
+                   f"λ_min = {lo:.4g} < 0 < λ_max = {hi:.4g}")
+    return entry, verdict
+
+
 def print_curvature_table(c: dict) -> None:
     top = sorted(c["top"].tolist(), reverse=True)
-    cond = c["condition"]
+    entry, verdict = condition_summary(c["condition"])
     rows = [
         ("parameters", f"{c['num_params']:,}"),
         ("examples (fixed training subset)", f"{c['num_examples']}"),
         ("loss / gradient norm", f"{c['loss']:.4g} / {c['grad_norm']:.3g}"),
         ("top-3 eigenvalues (Lanczos)", ", ".join(f"{v:.4g}" for v in top)),
-        ("most negative eigenvalue (Lanczos)", f"{c['bottom']:.4g}"),
+        ("smallest eigenvalue λ_min (Lanczos)", f"{c['bottom']:.4g}"),
         ("trace (Hutchinson)", f"{float(c['trace']):.4g}"),
-        ("condition number", f"{float(cond.condition_number):.4g} ({cond.kind})"),
+        ("condition number", entry),
     ]
     width = max(len(name) for name, _ in rows)
     rule = "-" * (width + 42)
@@ -128,7 +154,8 @@ def print_curvature_table(c: dict) -> None:
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
     print(rule)
-    print(textwrap.fill(f"condition number: {cond.reason}", width=len(rule)))
+    # one line, never wrapped: a wrapped sentence once read "...both signs: no" / "condition number"
+    print(f"condition number: {verdict}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,7 +175,9 @@ def plot_training(history, out) -> None:
     epochs = np.arange(1, len(history.epoch_train_acc) + 1)
     ax_acc.plot(epochs, history.epoch_train_acc, "o-", ms=3, label="train (minibatches)")
     ax_acc.plot(epochs, history.epoch_test_acc, "s-", ms=3, label="test")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", ylim=(max(0.0, min(history.epoch_test_acc) - 0.02), 1.005))
+    # the limits hold every point, epoch 1's (lowest) training accuracy included
+    lowest = min(min(history.epoch_train_acc), min(history.epoch_test_acc))
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", ylim=(max(0.0, lowest - 0.02), 1.005))
     ax_acc.legend(loc="lower right")
     fig.tight_layout()
     save_figure(fig, out / "training_curves.png")
@@ -167,13 +196,17 @@ def plot_schedule(schedule, total_steps: int, out, title: str) -> None:
 def plot_spectrum(c: dict, out) -> None:
     fig, ax = plt.subplots(figsize=(7, 3.8))
     density = np.maximum(c["density"], 1e-12)
-    ax.semilogy(c["grid"], density, lw=1.2)
-    for v in c["top"]:
-        ax.axvline(v, color="C3", lw=0.8, ls="--")
-    ax.axvline(c["bottom"], color="C2", lw=0.8, ls="--")
+    ax.semilogy(c["grid"], density, lw=1.2, label="spectral density (SLQ)")
+    top_label = f"top-{len(c['top'])} eigenvalues (Lanczos)"
+    for i, v in enumerate(sorted(c["top"].tolist(), reverse=True)):
+        ax.axvline(v, color="C3", lw=0.8, ls="--", label=top_label if i == 0 else None)
+    ax.axvline(c["bottom"], color="C2", lw=0.8, ls="--",
+               label=rf"smallest eigenvalue $\lambda_{{\min}}$ = {c['bottom']:.3g}")
     ax.set(xlabel="eigenvalue", ylabel="density",
            title=f"Hessian spectral density ({c['num_params']:,} parameters)")
     ax.set_ylim(bottom=max(1e-8, density.max() * 1e-8))
+    # "best" keeps the legend off the curve and the dashed lines where it can
+    ax.legend(loc="best", fontsize="small", framealpha=0.95)
     fig.tight_layout()
     save_figure(fig, out / "hessian_spectrum.png")
 

@@ -7,6 +7,7 @@ saddles escaped, the three spellings of one optimizer agreeing, and so on.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
@@ -70,11 +71,133 @@ def test_train_digits(tmp_path):
     # eigenvalue below all of them, and a positive trace at a trained (near-minimum) point
     top = [float(v) for v in re.search(r"^top-3 eigenvalues.*?\s{2,}(.+)$", out, re.M).group(1).split(",")]
     assert len(top) == 3 and top[0] >= top[1] >= top[2] > 0, out
-    bottom = floats(r"^most negative eigenvalue.*?\s{2,}(\S+)$", out)[0]
+    bottom = floats(r"^smallest eigenvalue.*?\s{2,}(\S+)$", out)[0]
     assert bottom < top[2]
     trace = floats(r"^trace \(Hutchinson\)\s+(\S+)$", out)[0]
     assert trace > 0
-    assert re.search(r"^condition number\s+\S+ \((positive_definite|indefinite|singular)\)$", out, re.M), out
+    assert_condition_lines_agree(out, top=top[0], bottom=bottom)
+
+
+KIND_WORDS = {
+    "positive_definite": "positive definite",
+    "negative_definite": "negative definite",
+    "singular": "singular",
+    "indefinite": "indefinite",
+}
+
+
+def assert_condition_lines_agree(out: str, *, top: float, bottom: float) -> None:
+    """train_digits.py's two condition-number lines (the table entry and the verdict below the
+    table) tell one story, each on its own line: the same kind, and a value that follows from
+    the printed λ_min and λ_max (no ratio for an indefinite Hessian)."""
+    entry = re.findall(r"^condition number\s{2,}(\S+) \((\w+)\)$", out, flags=re.MULTILINE)
+    assert len(entry) == 1, out
+    value, kind = entry[0]
+    assert kind in KIND_WORDS, out
+    verdicts = re.findall(r"^condition number: (.+)$", out, flags=re.MULTILINE)
+    assert len(verdicts) == 1, out
+    verdict = verdicts[0]
+    # the verdict line is complete on its own: the kind and both extreme eigenvalues
+    assert KIND_WORDS[kind] in verdict, verdict
+    lam_min = float(re.search(r"λ_min = (-?[\d.e+-]+)", verdict).group(1))
+    lam_max = float(re.search(r"λ_max = (-?[\d.e+-]+)", verdict).group(1))
+    assert lam_min == bottom, (verdict, bottom)  # the table's λ_min is the report's
+    # the report's λ_max (its own Lanczos run) estimates the same top eigenvalue as eigsh's
+    assert lam_max == pytest.approx(top, rel=0.05), (verdict, top)
+    if kind == "indefinite":
+        assert lam_min < 0 < lam_max, verdict
+        assert value == "undefined" and "κ = nan" in verdict, (value, verdict)
+    elif kind == "positive_definite":
+        assert 0 < lam_min <= lam_max, verdict
+        assert float(value) == pytest.approx(lam_max / lam_min, rel=2e-3), (value, verdict)
+    elif kind == "negative_definite":
+        assert lam_min <= lam_max < 0, verdict
+        assert float(value) == pytest.approx(lam_min / lam_max, rel=2e-3), (value, verdict)
+    else:
+        assert value == "inf" and "κ = inf" in verdict, (value, verdict)
+
+
+def test_condition_check_rejects_the_old_wrapped_verdict():
+    """The check above fails on what train_digits.py printed before (the verdict wrapped into
+    "...eigenvalues of both signs (λ_min < 0 < λ_max): no" / "condition number, κ = nan",
+    and a table entry of "nan (indefinite)")."""
+    old = (
+        "top-3 eigenvalues (Lanczos)         0.2909, 0.2574, 0.2242\n"
+        "most negative eigenvalue (Lanczos)  -0.01278\n"
+        "condition number                    nan (indefinite)\n"
+        "----\n"
+        "condition number: eigenvalues of both signs (λ_min < 0 < λ_max): no\n"
+        "condition number, κ = nan\n"
+    )
+    with pytest.raises(AssertionError):
+        assert_condition_lines_agree(old, top=0.2909, bottom=-0.01278)
+    new = (
+        "condition number                    undefined (indefinite)\n"
+        "----\n"
+        "condition number: undefined (κ = nan): the Hessian is indefinite, λ_min = -0.01278 < 0 < λ_max = 0.2908\n"
+    )
+    assert_condition_lines_agree(new, top=0.2909, bottom=-0.01278)
+
+
+@pytest.fixture
+def train_digits_figures(monkeypatch):
+    """examples/train_digits.py imported in-process, with `save_figure` recording the figures."""
+    np = pytest.importorskip("numpy")
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    module = importlib.import_module("train_digits")
+    figures = []
+    monkeypatch.setattr(module, "save_figure", lambda fig, path: figures.append(fig))
+    yield module, figures, np
+    for fig in figures:
+        module.plt.close(fig)
+
+
+def test_train_digits_accuracy_panel_shows_every_epoch(train_digits_figures, tmp_path):
+    """The accuracy axis holds every plotted point: epoch 1's training accuracy (taken over the
+    minibatches of the first epoch, far below the test accuracy there) was cut off."""
+    module, figures, np = train_digits_figures
+    history = importlib.import_module("_common").History(
+        step_loss=list(np.geomspace(2.5, 0.01, 30)),
+        epoch_train_loss=[1.4, 0.2, 0.1],
+        epoch_train_acc=[0.58, 0.95, 0.99],
+        epoch_test_loss=[0.4, 0.2, 0.1],
+        epoch_test_acc=[0.905, 0.955, 0.97],
+    )
+    module.plot_training(history, tmp_path)
+    ax_acc = figures[0].axes[1]
+    low, high = ax_acc.get_ylim()
+    plotted = np.concatenate([line.get_ydata() for line in ax_acc.get_lines()])
+    assert plotted.size == 6
+    assert low <= plotted.min() and plotted.max() <= high, (ax_acc.get_ylim(), plotted)
+
+
+def test_train_digits_spectrum_legend_names_the_dashed_lines(train_digits_figures, tmp_path):
+    module, figures, np = train_digits_figures
+    grid = np.linspace(-0.03, 0.31, 200)
+    curvature = {
+        "grid": grid,
+        "density": np.exp(-(grid**2) / 1e-4),
+        "top": np.array([0.2574, 0.2909, 0.2242]),
+        "bottom": -0.01278,
+        "num_params": 51_594,
+    }
+    module.plot_spectrum(curvature, tmp_path)
+    ax = figures[0].axes[0]
+    legend = ax.get_legend()
+    assert legend is not None, "the spectrum plot has no legend"
+    dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert sorted(line.get_xdata()[0] for line in dashed) == [-0.01278, 0.2242, 0.2574, 0.2909]
+    # every colour of dashed line has a legend entry, and the entries say what they mark
+    entries = {
+        handle.get_color(): text.get_text()
+        for handle, text in zip(legend.legend_handles, legend.get_texts(), strict=True)
+        if handle.get_linestyle() == "--"
+    }
+    assert {line.get_color() for line in dashed} == set(entries), entries
+    assert sorted(entries.values()) == [
+        "smallest eigenvalue $\\lambda_{\\min}$ = -0.0128",
+        "top-3 eigenvalues (Lanczos)",
+    ], entries
 
 
 def test_compare_optimizers(tmp_path):
