@@ -27,9 +27,10 @@ PAGES = {
     "base.md": (
         "Core",
         "The gradient-transformation protocol, `chain`, `apply_updates`, the `describe` decorator "
-        "that makes transformations printable and checks their state, and inspection helpers. "
+        "that makes transformations printable and checks their state, inspection helpers, and "
+        "`retype_state` for states restored from a checkpoint without their types. "
         "See [Concepts](../concepts.md).",
-        ("gradtx.base", "gradtx.inspection"),
+        ("gradtx.base", "gradtx.inspection", "gradtx.checkpoint"),
     ),
     "transforms.md": (
         "Transformations",
@@ -80,7 +81,7 @@ PAGES = {
 
 # order of the sections on a page (modules not listed come after, alphabetically)
 MODULE_ORDER = [
-    "gradtx.base", "gradtx.inspection",
+    "gradtx.base", "gradtx.inspection", "gradtx.checkpoint",
     "gradtx.transforms.scaling", "gradtx.transforms.momentum", "gradtx.transforms.adaptive",
     "gradtx.transforms.clipping", "gradtx.transforms.weight_decay", "gradtx.transforms.noise",
     "gradtx.optimizers.sgd", "gradtx.optimizers.adam", "gradtx.optimizers.rms",
