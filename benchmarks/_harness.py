@@ -415,13 +415,17 @@ def measure_case(
     stream: StreamKernel,
     blocks: int,
     min_block_s: float,
+    baseline: str | None = None,
 ) -> dict[str, Any]:
     """Compile and time optax and every gradtx variant on one (optimizer, tree) case.
 
     `variants` maps a name to a function building, from the `Optimizer`, the gradtx
-    transformation to time (e.g. `lambda opt: opt.gradtx()` for what users get). The reference `stream` kernel is timed in the same
-    rotation of blocks, so each case's bound uses the bandwidth measured while it ran. Returns a
-    JSON-ready dict.
+    transformation to time (e.g. `lambda opt: opt.gradtx()` for what users get). The reference
+    `stream` kernel is timed in the same rotation of blocks, so each case's bound uses the
+    bandwidth measured while it ran. Every variant gets `ratio_vs_optax` (median over blocks of
+    its block time over the adjacent optax block time); with `baseline` (a variant's name), every
+    other variant also gets `ratio_vs_baseline`, paired the same way against that variant's
+    blocks, and `compile_ratio_vs_baseline`. Returns a JSON-ready dict.
     """
     import optax
 
@@ -478,11 +482,18 @@ def measure_case(
         }
         if name != "optax":
             entry["ratio_vs_optax"] = float(np.median(t / base))
-            entry["compile_ratio_vs_optax"] = (compiled[name].lower_s + compiled[name].compile_s) / (
-                compiled["optax"].lower_s + compiled["optax"].compile_s
-            )
+            entry["compile_ratio_vs_optax"] = _compile_s(compiled[name]) / _compile_s(compiled["optax"])
+        if baseline is not None and name not in ("optax", baseline):
+            entry["ratio_vs_baseline"] = float(np.median(t / np.asarray(times[baseline])))
+            entry["compile_ratio_vs_baseline"] = _compile_s(compiled[name]) / _compile_s(compiled[baseline])
         result[name] = entry
+    if baseline is not None:
+        result["baseline"] = baseline
     return result
+
+
+def _compile_s(c: Compiled) -> float:
+    return c.lower_s + c.compile_s
 
 
 def dispatch_floor(tree: Tree, state_arrays: dict[str, int], blocks: int, min_block_s: float) -> dict[str, float]:

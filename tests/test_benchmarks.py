@@ -14,7 +14,7 @@ import pytest
 from _env import user_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VARIANTS = ("gradtx", "per_leaf", "maybe_fuse")
+VARIANTS = ("gradtx", "fused")
 
 
 def _positive(x):
@@ -25,8 +25,7 @@ def _positive(x):
 def quick_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     json_path, md_path = out / "results.json", out / "benchmarks.md"
-    # one CPU device, as users run it: conftest simulates eight, under which the optimizer
-    # aliases keep per-leaf state (fusion is single-device only)
+    # one CPU device, as users run it (conftest simulates eight)
     env = user_env()
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--quick", "--json", str(json_path),
@@ -73,27 +72,34 @@ def test_ratios_and_fractions_are_finite_and_positive(quick_results):
         for lib in VARIANTS:
             assert _positive(case[lib]["ratio_vs_optax"]), (case["optimizer"], case["tree"], lib)
             assert _positive(case[lib]["compile_ratio_vs_optax"])
+        # the fused path is also paired against the default (per-leaf) path
+        assert case["baseline"] == "gradtx" and "ratio_vs_baseline" not in case["gradtx"]
+        assert _positive(case["fused"]["ratio_vs_baseline"]) and _positive(case["fused"]["compile_ratio_vs_baseline"])
+        load = case["load_average_1_5_15"]
+        assert len(load["start"]) == len(load["end"]) == 3
     for case in results["cases"]:
         # the reference step (p - lr * g, no optimizer state) is timed in the same rotation
         assert case["floor"]["state_arrays"] == 0 and _positive(case["floor"]["ratio_vs_optax"])
     for lib in (*VARIANTS, "floor"):
         assert _positive(results["summary"][lib]["geomean_ratio_vs_optax"])
         assert _positive(results["summary"][lib]["geomean_compile_ratio_vs_optax"])
+    assert _positive(results["summary"]["fused"]["geomean_ratio_vs_per_leaf"])
+    assert results["only"] is None and len(results["machine"]["load_average_end"]) == 3
 
 
 @pytest.mark.slow
-def test_fused_state_is_smaller_on_many_leaves(quick_results):
-    # a property of the layout, not a timing: the fused Adam state holds a few buffers
+def test_default_is_per_leaf_and_fused_state_is_smaller_on_many_leaves(quick_results):
+    # a property of the layout, not a timing
     results, _, _ = quick_results
     case = next(c for c in results["cases"] if c["optimizer"] == "adam" and c["tree"].startswith("leaves_"))
+    # what users get from gradtx.adam(...) is optax's layout: count and one mu, one nu per leaf
     assert case["optax"]["state_arrays"] == 2 * case["n_leaves"] + 1
-    assert case["per_leaf"]["state_arrays"] == 2 * case["n_leaves"] + 1
-    # what users get from gradtx.adam(...) is the fused layout: count, mu buffer, nu buffer
-    assert case["gradtx"]["state_arrays"] == 3
-    assert case["maybe_fuse"]["state_arrays"] == 3
+    assert case["gradtx"]["state_arrays"] == 2 * case["n_leaves"] + 1
+    # the opt-in fused path: count, mu buffer, nu buffer
+    assert case["fused"]["state_arrays"] == 3
     floor = results["dispatch_floor"]
-    assert floor["state_arrays"] == {"optax": 2 * case["n_leaves"] + 1, "gradtx": 3}
-    assert set(floor["median_ms"]) == {"optax", "gradtx"}
+    assert floor["state_arrays"] == {"optax": 2 * case["n_leaves"] + 1, "fused": 3}
+    assert set(floor["median_ms"]) == {"optax", "fused"}
     assert all(_positive(v) for v in floor["median_ms"].values())
 
 
@@ -106,3 +112,16 @@ def test_markdown_report(quick_results):
     table_rows = [line for line in markdown.splitlines() if line.startswith("| ") and " ms" not in line]
     assert len(table_rows) >= len(results["cases"])
     assert "geometric mean gradtx/optax" in stdout
+
+
+def test_subset_report_says_which_cases_it_holds(quick_results, tmp_path):
+    # a report rendered from a run with --only names its cases and says the rest were not re-measured
+    results, _, _ = quick_results
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import _report
+
+    subset = dict(results, only=["adam"], cases=[c for c in results["cases"] if c["optimizer"] == "adam"])
+    markdown = _report.render_markdown(subset)
+    assert "--only adam --markdown" in markdown and "were not re-measured" in markdown
+    assert all(f"adam on {c['tree_label']}" in markdown for c in subset["cases"])
+    assert "were not re-measured" not in _report.render_markdown(results)
