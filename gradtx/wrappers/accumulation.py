@@ -212,21 +212,20 @@ class MultiSteps:
 
         def inner_step(acc_grads):
             as_updates = jax.tree.map(lambda a, g: a.astype(jnp.result_type(g)), acc_grads, updates)
-            new_updates, new_inner = self._inner_update(as_updates, state.inner_opt_state, params, **extra_args)
-            new_inner = jax.tree.map(
-                lambda new, old: jnp.asarray(new, jnp.result_type(old)), new_inner, state.inner_opt_state
-            )
-            return new_updates, new_inner
+            return self._inner_update(as_updates, state.inner_opt_state, params, **extra_args)
 
         def do_update():
+            # The inner step runs at every mini-step and its results are selected by `emit`
+            # (not branched on): the same data flow as optax, hence the same numbers under jit.
             acc_grads = jax.tree.map(accumulate, updates, state.acc_grads)
+            new_updates, new_inner = inner_step(acc_grads)
             emit = state.mini_step == k_steps - 1
-
-            def hold():
-                shapes = jax.eval_shape(inner_step, acc_grads)[0]
-                return zeros_from_shapes(shapes), state.inner_opt_state
-
-            new_updates, new_inner = cond(emit, lambda: inner_step(acc_grads), hold)
+            new_inner = jax.tree.map(
+                lambda old, new: jnp.asarray(jnp.where(emit, new, old), jnp.result_type(old)),
+                state.inner_opt_state,
+                new_inner,
+            )
+            new_updates = jax.tree.map(lambda u: emit * u, new_updates)
             return new_updates, MultiStepsState(
                 mini_step=(safe_increment(state.mini_step) % k_steps).astype(jnp.int32),
                 gradient_step=jnp.where(emit, safe_increment(state.gradient_step), state.gradient_step),

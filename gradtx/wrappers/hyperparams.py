@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gradtx._schedule_check import call_schedule, check_schedule_value
 from gradtx._validation import check_dtype
 from gradtx.base import GradientTransformation, OptState, Params, describe
 from gradtx.numerics import safe_increment
@@ -31,14 +32,11 @@ __all__ = [
 
 
 class InjectHyperparamsState(NamedTuple):
-    """State of a transformation made by [`inject_hyperparams`][gradtx.inject_hyperparams].
+    """The state layout of optax's deprecated `InjectHyperparamsState`, kept for old checkpoints.
 
-    Attributes:
-        count: int32, the number of `update` calls so far (schedules are evaluated at it).
-        hyperparams: dict name -> scalar array, the values the last step used (the initial
-            values after `init`). Numeric, unscheduled entries may be overwritten by the user;
-            scheduled ones are recomputed at every step.
-        inner_state: the state of the wrapped transformation.
+    [`inject_hyperparams`][gradtx.inject_hyperparams] makes an
+    [`InjectStatefulHyperparamsState`][gradtx.InjectStatefulHyperparamsState], as optax 0.2.8 does;
+    this class only has no `hyperparams_states` field.
     """
 
     count: jax.Array
@@ -47,10 +45,20 @@ class InjectHyperparamsState(NamedTuple):
 
 
 class InjectStatefulHyperparamsState(NamedTuple):
-    """State of [`inject_stateful_hyperparams`][gradtx.inject_stateful_hyperparams].
+    """State of [`inject_hyperparams`][gradtx.inject_hyperparams] (and `inject_stateful_hyperparams`).
 
-    As [`InjectHyperparamsState`][gradtx.InjectHyperparamsState], plus `hyperparams_states`: the
-    state of every (stateful) schedule, keyed by hyper-parameter name.
+    The same fields as optax's, so `optax.tree.get(state, "learning_rate")` and the other optax
+    tree utilities find the same entries.
+
+    Attributes:
+        count: int32, the number of `update` calls so far.
+        hyperparams: dict name -> scalar array, the values the last step used (the initial
+            values after `init`). Numeric, unscheduled entries may be overwritten by the user;
+            scheduled ones are recomputed at every step.
+        hyperparams_states: dict name -> state of that hyper-parameter's schedule: a
+            [`WrappedScheduleState`][gradtx.WrappedScheduleState] (its step count) for a plain
+            schedule, the schedule's own state for a stateful one.
+        inner_state: the state of the wrapped transformation.
     """
 
     count: jax.Array
@@ -94,16 +102,36 @@ class WrappedSchedule:
 
 
 def _is_stateful_schedule(value: Any) -> bool:
+    """optax's `StatefulSchedule` protocol: callable, with `init` and `update` methods."""
     return callable(value) and callable(getattr(value, "init", None)) and callable(getattr(value, "update", None))
 
 
-def _float_dtype_of(params: Params | None) -> Any:
-    """The widest floating dtype among the leaves of `params` (JAX's default float if none)."""
+class _CheckedSchedule(WrappedSchedule):
+    """A `WrappedSchedule` whose value is checked: one argument in, one real scalar out."""
+
+    def __init__(self, schedule_fn: Callable[[jax.Array], Any], owner: str, name: str):
+        super().__init__(schedule_fn)
+        self._owner, self._name = owner, name
+
+    def __call__(self, state: WrappedScheduleState, **extra_args: Any) -> Any:
+        del extra_args
+        hint = f"If {self._name} is not a schedule, name it in static_args."
+        return call_schedule(self._owner, self._name, self.schedule_fn, state.count, hint=hint)
+
+
+def _default_dtype(params: Params | None) -> Any:
+    """The dtype of float hyper-parameters when `hyperparam_dtype` is None.
+
+    optax takes the widest dtype of the params (JAX's default float when there are none); gradtx
+    takes the widest *floating* dtype of the params but never narrower than float32, so that
+    float32 and float64 params give optax's dtype while bfloat16/float16 params keep
+    `b2=0.999` and `eps=1e-8` in float32 (in bfloat16 they round to 1 and 0 in optax).
+    """
     dtypes = [jnp.result_type(x) for x in jax.tree.leaves(params)]
     floats = [d for d in dtypes if jnp.issubdtype(d, jnp.floating)]
     if not floats:
         return jnp.result_type(float)
-    return functools.reduce(jnp.promote_types, floats)
+    return jnp.promote_types(functools.reduce(jnp.promote_types, floats), jnp.float32)
 
 
 def _to_hyperparam(value: Any, dtype: Any) -> Any:
@@ -123,7 +151,6 @@ def _make_injector(
     hyperparam_dtype: Any,
     *,
     owner: str,
-    stateful: bool,
 ) -> Callable[..., GradientTransformation]:
     if not callable(inner_factory):
         raise TypeError(f"{owner}: inner_factory must be callable, got {type(inner_factory).__name__}")
@@ -141,6 +168,7 @@ def _make_injector(
             f"unknown: {sorted(static - set(signature.parameters))}, parameters: {list(signature.parameters)}"
         )
     inner_name = getattr(inner_factory, "__name__", type(inner_factory).__name__)
+    stateful_form = "schedule(state, **extra_args) -> scalar"
 
     def injected(*args: Any, **kwargs: Any) -> GradientTransformation:
         bound = signature.bind(*args, **kwargs)
@@ -150,13 +178,10 @@ def _make_injector(
         for name, value in bound.arguments.items():
             if name not in named or name in static or isinstance(value, (bool, np.bool_)):
                 continue
-            if callable(value):
-                if stateful and _is_stateful_schedule(value):
-                    schedules[name] = value
-                elif stateful:
-                    schedules[name] = WrappedSchedule(value)
-                else:
-                    schedules[name] = value
+            if _is_stateful_schedule(value):
+                schedules[name] = value
+            elif callable(value):
+                schedules[name] = _CheckedSchedule(value, owner, name)
             elif isinstance(value, (numbers.Number, jax.Array, np.ndarray, np.generic)):
                 if np.ndim(value) != 0:
                     raise ValueError(f"{owner}: hyper-parameter {name} must be a scalar, got shape {np.shape(value)}")
@@ -167,45 +192,40 @@ def _make_injector(
             call.arguments.update(values)
             return inner_factory(*call.args, **call.kwargs)
 
-        def first_values(dtype: Any) -> dict[str, Any]:
+        def scheduled(name: str, sched_state: Any, dtype: Any, extra_args: dict[str, Any]) -> Any:
+            sched = schedules[name]
+            value = sched(sched_state, **extra_args)
+            if not isinstance(sched, _CheckedSchedule):
+                hint = f"If {name} is not a schedule, name it in static_args."
+                value = check_schedule_value(owner, name, sched, value, form=stateful_form, hint=hint)
+            return _to_hyperparam(value, dtype)
+
+        def first_values(dtype: Any, states: dict[str, Any]) -> dict[str, Any]:
             values = {k: _to_hyperparam(v, dtype) for k, v in numeric.items()}
-            for k, sched in schedules.items():
-                if stateful:
-                    values[k] = _to_hyperparam(sched(sched.init()), dtype)
-                else:
-                    values[k] = _to_hyperparam(sched(jnp.zeros((), jnp.int32)), dtype)
+            values.update({k: scheduled(k, states[k], dtype, {}) for k in schedules})
             return values
 
-        # Build once now, so invalid hyper-parameters fail here with the factory's own message.
-        build(first_values(jnp.result_type(float) if hyperparam_dtype is None else hyperparam_dtype))
+        # Build once now, so invalid hyper-parameters (and schedules) fail here with a clear message.
+        construction_dtype = jnp.result_type(float) if hyperparam_dtype is None else hyperparam_dtype
+        build(first_values(construction_dtype, {k: sched.init() for k, sched in schedules.items()}))
 
         def init(params):
-            dtype = _float_dtype_of(params) if hyperparam_dtype is None else hyperparam_dtype
-            values = first_values(dtype)
+            dtype = _default_dtype(params) if hyperparam_dtype is None else hyperparam_dtype
+            states = {k: sched.init() for k, sched in schedules.items()}
+            values = first_values(dtype, states)
             inner_state = build(values).init(params)
-            if stateful:
-                states = {k: sched.init() for k, sched in schedules.items()}
-                return InjectStatefulHyperparamsState(jnp.zeros((), jnp.int32), values, states, inner_state)
-            return InjectHyperparamsState(jnp.zeros((), jnp.int32), values, inner_state)
+            return InjectStatefulHyperparamsState(jnp.zeros((), jnp.int32), values, states, inner_state)
 
         def update(updates, state, params=None, **extra_args):
-            dtype = _float_dtype_of(params) if hyperparam_dtype is None else hyperparam_dtype
+            dtype = _default_dtype(params) if hyperparam_dtype is None else hyperparam_dtype
             values = {k: _to_hyperparam(v, dtype) for k, v in state.hyperparams.items()}
-            if stateful:
-                for k, sched in schedules.items():
-                    values[k] = _to_hyperparam(sched(state.hyperparams_states[k], **extra_args), dtype)
-                new_states = {
-                    k: sched.update(state.hyperparams_states[k], **extra_args) for k, sched in schedules.items()
-                }
-            else:
-                for k, sched in schedules.items():
-                    values[k] = _to_hyperparam(sched(state.count), dtype)
+            for k in schedules:
+                values[k] = scheduled(k, state.hyperparams_states[k], dtype, extra_args)
+            new_states = {k: sched.update(state.hyperparams_states[k], **extra_args) for k, sched in schedules.items()}
             inner = build(values)
             new_updates, inner_state = forwarding_update(inner)(updates, state.inner_state, params, **extra_args)
             count = safe_increment(state.count)
-            if stateful:
-                return new_updates, InjectStatefulHyperparamsState(count, values, new_states, inner_state)
-            return new_updates, InjectHyperparamsState(count, values, inner_state)
+            return new_updates, InjectStatefulHyperparamsState(count, values, new_states, inner_state)
 
         return GradientTransformation(init, update)
 
@@ -223,10 +243,11 @@ def inject_hyperparams(
     """Wrap a factory so its numeric hyper-parameters live in the state as arrays.
 
     `inject_hyperparams(factory)(**hparams)` returns a transformation whose state is
-    `InjectHyperparamsState(count, hyperparams, inner_state)`. At step `t = count` (before the
-    increment) it evaluates
+    `InjectStatefulHyperparamsState(count, hyperparams, hyperparams_states, inner_state)`, the
+    layout of optax 0.2.8. At step `t = count` (before the increment) it evaluates
 
         h_k = schedule_k(t)                 for hyper-parameters given as schedules,
+        h_k = schedule_k(s_k, **extra)      for stateful schedules, s_k = hyperparams_states[k],
         h_k = state.hyperparams[k]          for hyper-parameters given as numbers,
 
     rebuilds `factory(**h)` with those (traced) arrays, applies its `update`, stores `h` in the
@@ -236,9 +257,16 @@ def inject_hyperparams(
     input signature for `jax.jit`). Overwriting a scheduled entry has no effect: it is recomputed.
 
     Booleans, non-numeric arguments and the arguments named in `static_args` are passed to
-    `factory` as given. Every other callable argument is treated as a schedule. gradtx factories
-    check their concrete arguments when the injected transformation is made and skip the checks
-    for the traced values used inside `update`.
+    `factory` as given. Every other callable argument is a schedule: a stateful one when it has
+    `init() -> s` and `update(s, **extra_args) -> s` methods (optax's `StatefulSchedule`
+    protocol, e.g. [`WrappedSchedule`][gradtx.WrappedSchedule]: its state goes to
+    `hyperparams_states[k]` and is updated after each step, with the extra arguments of
+    `update` such as `value=loss`), a plain `schedule(count) -> scalar` otherwise (it is wrapped
+    in a `WrappedSchedule`, whose count lands in `hyperparams_states[k]`, as in optax). A
+    schedule that cannot be called with one argument, or that returns anything but a real
+    scalar, raises a `TypeError`/`ValueError` naming it when the transformation is made or
+    traced. gradtx factories check their concrete arguments when the injected transformation is
+    made and skip the checks for the traced values used inside `update`.
 
     Args:
         inner_factory: a function returning a gradient transformation (gradtx or optax), e.g.
@@ -246,7 +274,10 @@ def inject_hyperparams(
         static_args: default `()`; a name or names of callable arguments that are not
             schedules (e.g. a mask function).
         hyperparam_dtype: default None: float hyper-parameters take the widest floating dtype of
-            the params (JAX's default float when there are none); otherwise this floating dtype.
+            the params, but at least float32 (JAX's default float when there are none), so
+            bfloat16/float16 params keep `b2=0.999` and `eps=1e-8` exact to float32 where optax
+            would round them to 1 and 0; with float32 or float64 params this is optax's dtype.
+            Otherwise this floating dtype (as optax's `hyperparam_dtype`).
 
     Returns:
         A factory taking the same arguments as `inner_factory`, numbers or schedules; its results
@@ -263,7 +294,7 @@ def inject_hyperparams(
         >>> tx.update(jnp.ones(2), state)[0].tolist()
         [2.0, 2.0]
     """
-    return _make_injector(inner_factory, static_args, hyperparam_dtype, owner="inject_hyperparams", stateful=False)
+    return _make_injector(inner_factory, static_args, hyperparam_dtype, owner="inject_hyperparams")
 
 
 def inject_stateful_hyperparams(
@@ -271,13 +302,14 @@ def inject_stateful_hyperparams(
     static_args: str | Iterable[str] = (),
     hyperparam_dtype: Any = None,
 ) -> Callable[..., GradientTransformation]:
-    """Like [`inject_hyperparams`][gradtx.inject_hyperparams], with stateful schedules allowed.
+    """The same as [`inject_hyperparams`][gradtx.inject_hyperparams] (kept for optax users).
 
-    A stateful schedule is an object with `init() -> s`, `update(s, **extra_args) -> s` and
+    Since optax 0.1.9 `inject_hyperparams` accepts stateful schedules too and
+    `optax.inject_stateful_hyperparams` is a deprecated alias of it. A stateful schedule is an
+    object with `init() -> s`, `update(s, **extra_args) -> s` and
     `__call__(s, **extra_args) -> value`; at each step the value is `schedule(s, **extra_args)`
     with `s` the schedule's state before its own `update`. Plain schedules are wrapped in
-    [`WrappedSchedule`][gradtx.WrappedSchedule], so they see the same step count as in
-    `inject_hyperparams`. The state is
+    [`WrappedSchedule`][gradtx.WrappedSchedule]. The state is
     `InjectStatefulHyperparamsState(count, hyperparams, hyperparams_states, inner_state)`.
 
     Args:
@@ -289,8 +321,6 @@ def inject_stateful_hyperparams(
         A factory taking the same arguments as `inner_factory`.
 
     References:
-        Same semantics as `optax.inject_stateful_hyperparams`.
+        Same semantics as `optax.inject_stateful_hyperparams` (without its deprecation warning).
     """
-    return _make_injector(
-        inner_factory, static_args, hyperparam_dtype, owner="inject_stateful_hyperparams", stateful=True
-    )
+    return _make_injector(inner_factory, static_args, hyperparam_dtype, owner="inject_stateful_hyperparams")

@@ -56,9 +56,33 @@ def _as_static_bool(owner: str, leaf: Any) -> bool:
     raise TypeError(f"{owner}: mask leaves must be booleans, got {type(leaf).__name__}: {leaf!r}")
 
 
+def _is_mask_function(mask: MaskOrFn) -> bool:
+    """Whether `mask` is a function of the params rather than a mask tree (optax's rule).
+
+    A mask is a function when it is callable and every one of its pytree leaves is callable (a
+    plain function is its own single leaf). A callable *pytree* of booleans, such as an Equinox
+    module whose class defines `__call__`, is a mask tree: its leaves are not callable.
+    """
+    if not callable(mask):
+        return False
+    leaves = jax.tree.leaves(mask)
+    return bool(leaves) and all(callable(leaf) for leaf in leaves)
+
+
+def _is_params_placeholder(tree: Any) -> bool:
+    """Whether `tree` is the leafless stand-in `optax.tree.map_params` passes to `init`.
+
+    `optax.tree.map_params(tx, f, state)` calls `tx.init` on a placeholder to find where the
+    params trees sit in the state; a mask cannot be matched against it, so `init` hands the
+    placeholder to the inner transformation as optax's `masked` does.
+    """
+    cls = type(tree)
+    return cls.__name__ == "_ParamsPlaceholder" and cls.__module__.split(".")[0] == "optax"
+
+
 def _resolve_mask(owner: str, mask: MaskOrFn, tree: Any) -> Any:
     """The boolean mask tree for `tree` (calling `mask` when it is a function)."""
-    mask_tree = mask(tree) if callable(mask) else mask
+    mask_tree = mask(tree) if _is_mask_function(mask) else mask
     return jax.tree.map(lambda m: _as_static_bool(owner, m), mask_tree)
 
 
@@ -85,6 +109,8 @@ def _masked_transform(
     inner_update = forwarding_update(inner)
 
     def init(params):
+        if _is_params_placeholder(params):
+            return MaskedState(inner_state=inner.init(params))
         mask_tree = _resolve_mask(owner, mask, params)
         return MaskedState(inner_state=inner.init(_mask_tree(owner, params, mask_tree)))
 
@@ -132,7 +158,9 @@ def masked(
         mask: a pytree of booleans with the structure of the params or a prefix of it (a boolean
             at an inner node covers the whole subtree), or a function of the params (of the
             updates in `update`) returning such a tree. The mask must be static: Python or NumPy
-            booleans, not traced values.
+            booleans, not traced values. As in optax, `mask` is called only when its pytree
+            leaves are all callable: a callable pytree of booleans (an Equinox module whose
+            class defines `__call__`) is used as a mask tree.
         mask_compatible_extra_args: default False. If True, extra keyword arguments of `update`
             that have the same tree structure as the updates are masked the same way before they
             reach `inner`.
@@ -156,7 +184,7 @@ def masked(
     """
     check_transformation("masked", "inner", inner)
     check_bool("masked", "mask_compatible_extra_args", mask_compatible_extra_args)
-    if not callable(mask):
+    if not _is_mask_function(mask):
         _resolve_mask("masked", mask, None)  # checks the leaves are booleans
     return _masked_transform("masked", inner, mask, mask_compatible_extra_args)
 
