@@ -26,6 +26,7 @@ from gradtx.numerics import (
     cast,
     compute_dtype,
     debias_factor,
+    float_updates,
     full_like_param,
     safe_increment,
     stat_dtype,
@@ -143,7 +144,11 @@ def _check_nonneg(owner: str, name: str, value: Any) -> None:
 
 
 def _map_leaves(fn: Any, n_out: int, *trees: Any) -> tuple[Any, ...]:
-    """Map `fn` (returning an `n_out`-tuple) over trees; return `n_out` trees."""
+    """Map `fn` (returning an `n_out`-tuple) over trees; return `n_out` trees.
+
+    `trees[0]` is the updates: Python-scalar and integer leaves enter as floats (`float_updates`).
+    """
+    trees = (float_updates(trees[0]), *trees[1:])
     treedef = jax.tree.structure(trees[0])
     leaves = [treedef.flatten_up_to(t) for t in trees]
     outs = [fn(*args) for args in zip(*leaves, strict=True)]
@@ -393,11 +398,12 @@ def scale_by_adam(
     _check_beta(owner, "b2", b2)
     _check_nonneg(owner, "eps", eps)
     _check_nonneg(owner, "eps_root", eps_root)
-    _v.check_dtype(owner, "mu_dtype", mu_dtype)
+    _v.check_dtype(owner, "mu_dtype", mu_dtype, allow_complex=True)
     _v.check_bool(owner, "nesterov", nesterov)
     mu_dtype = _canonical_dtype(mu_dtype)
 
     def init(params):
+        _v.check_state_params(owner, params, mu_dtype)
         return ScaleByAdamState(
             count=jnp.zeros([], jnp.int32), mu=tree_zeros_like(params, mu_dtype), nu=_stat_full(params, 0.0)
         )
@@ -454,12 +460,13 @@ def scale_by_amsgrad(
     _check_beta(owner, "b2", b2)
     _check_nonneg(owner, "eps", eps)
     _check_nonneg(owner, "eps_root", eps_root)
-    _v.check_dtype(owner, "mu_dtype", mu_dtype)
+    _v.check_dtype(owner, "mu_dtype", mu_dtype, allow_complex=True)
     _v.check_bool(owner, "bias_correction_mu", bias_correction_mu)
     _v.check_bool(owner, "bias_correction_nu", bias_correction_nu)
     mu_dtype = _canonical_dtype(mu_dtype)
 
     def init(params):
+        _v.check_state_params(owner, params, mu_dtype)
         return ScaleByAmsgradState(
             count=jnp.zeros([], jnp.int32),
             mu=tree_zeros_like(params, mu_dtype),
@@ -506,6 +513,7 @@ def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Gr
     _check_nonneg(owner, "eps", eps)
 
     def init(params):
+        _v.check_state_params(owner, params)
         return ScaleByAdamState(
             count=jnp.zeros([], jnp.int32), mu=tree_zeros_like(params), nu=_stat_full(params, 0.0)
         )
@@ -555,13 +563,14 @@ def scale_by_lion(
     owner = "scale_by_lion"
     _v.check_real(owner, "b1", b1, low=0.0, high=1.0)
     _v.check_real(owner, "b2", b2, low=0.0, high=1.0)
-    _v.check_dtype(owner, "mu_dtype", mu_dtype)
+    _v.check_dtype(owner, "mu_dtype", mu_dtype, allow_complex=True)
     if mode not in ("hard", "smooth", "refined"):
         raise ValueError(f"{owner}: mode must be one of 'hard', 'smooth', 'refined', got {mode!r}")
     _v.check_real(owner, "smooth_beta", smooth_beta, low=0.0, low_inclusive=False)
     mu_dtype = _canonical_dtype(mu_dtype)
 
     def init(params):
+        _v.check_state_params(owner, params, mu_dtype)
         return ScaleByLionState(count=jnp.zeros([], jnp.int32), mu=tree_zeros_like(params, mu_dtype))
 
     def update(updates, state, params=None, **extra_args):
@@ -621,6 +630,7 @@ def scale_by_rms(
     _check_rms_args("scale_by_rms", decay, eps, initial_scale, eps_in_sqrt, bias_correction)
 
     def init(params):
+        _v.check_state_params("scale_by_rms", params)
         nu = _stat_full(params, initial_scale)
         if bias_correction:
             return ScaleByRmsWithCountState(count=jnp.zeros([], jnp.int32), nu=nu)
@@ -680,6 +690,7 @@ def scale_by_stddev(
     _check_rms_args("scale_by_stddev", decay, eps, initial_scale, eps_in_sqrt, bias_correction)
 
     def init(params):
+        _v.check_state_params("scale_by_stddev", params)
         mu = tree_zeros_like(params)
         nu = _stat_full(params, initial_scale)
         if bias_correction:
@@ -728,6 +739,7 @@ def scale_by_rss(initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> G
     _check_nonneg(owner, "eps", eps)
 
     def init(params):
+        _v.check_state_params(owner, params)
         return ScaleByRssState(sum_of_squares=_stat_full(params, initial_accumulator_value))
 
     def update(updates, state, params=None, **extra_args):

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from gradtx import _validation as _v
 from gradtx.base import EmptyState, GradientTransformation, describe
-from gradtx.numerics import abs_sq, cast, compute_dtype, stat_dtype
+from gradtx.numerics import abs_sq, cast, compute_dtype, float_updates, stat_dtype
 
 __all__ = [
     "ZeroNansState",
@@ -95,7 +95,7 @@ def clip_by_norm(max_norm: float) -> GradientTransformation:
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
-        return jax.tree.map(lambda g: clip_by_norm_leaf(g, max_norm), updates), state
+        return jax.tree.map(lambda g: clip_by_norm_leaf(g, max_norm), float_updates(updates)), state
 
     return GradientTransformation(_empty_init, update)
 
@@ -141,6 +141,7 @@ def clip_by_global_norm(max_norm: float) -> GradientTransformation:
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
+        updates = float_updates(updates)
         g_norm = _global_norm(updates)
         keep = jnp.logical_or(g_norm < max_norm, g_norm == 0)
         safe = jnp.where(keep, 1, g_norm)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from gradtx import _validation as _v
 from gradtx.base import GradientTransformation, Updates, describe
-from gradtx.numerics import cast, compute_dtype, debias_factor, safe_increment, tree_zeros_like
+from gradtx.numerics import cast, compute_dtype, debias_factor, float_updates, safe_increment, tree_zeros_like
 
 __all__ = ["EmaState", "TraceState", "ema", "ema_leaf", "trace", "trace_leaf"]
 
@@ -28,7 +28,7 @@ class EmaState(NamedTuple):
 def _check_common(owner: str, decay: Any, flag_name: str, flag: Any, accumulator_dtype: Any) -> Any:
     _v.check_real(owner, "decay", decay, low=0.0, high=1.0)
     _v.check_bool(owner, flag_name, flag)
-    _v.check_dtype(owner, "accumulator_dtype", accumulator_dtype)
+    _v.check_dtype(owner, "accumulator_dtype", accumulator_dtype, allow_complex=True)
     return None if accumulator_dtype is None else jax.dtypes.canonicalize_dtype(accumulator_dtype)
 
 
@@ -79,10 +79,12 @@ def trace(decay: float, nesterov: bool = False, accumulator_dtype: Any = None) -
     accumulator_dtype = _check_common("trace", decay, "nesterov", nesterov, accumulator_dtype)
 
     def init(params):
+        _v.check_state_params("trace", params, accumulator_dtype, "accumulator_dtype")
         return TraceState(trace=tree_zeros_like(params, accumulator_dtype))
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
+        updates = float_updates(updates)
         treedef = jax.tree.structure(updates)
         pairs = [
             trace_leaf(g, t, decay=decay, nesterov=nesterov)
@@ -133,10 +135,12 @@ def ema(decay: float, debias: bool = True, accumulator_dtype: Any = None) -> Gra
     accumulator_dtype = _check_common("ema", decay, "debias", debias, accumulator_dtype)
 
     def init(params):
+        _v.check_state_params("ema", params, accumulator_dtype, "accumulator_dtype")
         return EmaState(count=jnp.zeros([], jnp.int32), ema=tree_zeros_like(params, accumulator_dtype))
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
+        updates = float_updates(updates)
         count = safe_increment(state.count)
         bc = debias_factor(decay, count) if debias else None
         treedef = jax.tree.structure(updates)

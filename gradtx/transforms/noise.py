@@ -10,7 +10,7 @@ import numpy as np
 
 from gradtx import _validation as _v
 from gradtx.base import GradientTransformation, describe
-from gradtx.numerics import safe_increment
+from gradtx.numerics import float_updates, safe_increment
 
 __all__ = ["AddNoiseState", "add_noise"]
 
@@ -87,6 +87,7 @@ def add_noise(
         count = safe_increment(state.count)
         std = jnp.sqrt(eta / count**gamma)
         rng_key, sample_key = jax.random.split(state.rng_key)
+        updates = float_updates(updates)
         treedef = jax.tree.structure(updates)
         leaves = treedef.flatten_up_to(updates)
         keys = jax.random.split(sample_key, treedef.num_leaves)

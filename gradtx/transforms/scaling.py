@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _validation as _v
+from gradtx._schedule_check import call_schedule
 from gradtx.base import EmptyState, GradientTransformation, ScalarOrSchedule, describe, identity
-from gradtx.numerics import abs_sq, cast, compute_dtype, safe_increment
+from gradtx.numerics import abs_sq, cast, compute_dtype, float_updates, safe_increment, tree_as_arrays
 
 __all__ = [
     "ScaleByScheduleState",
@@ -44,20 +45,26 @@ def _constant_scale(step_size: Any) -> GradientTransformation:
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
-        return jax.tree.map(lambda g: _scale_leaf(step_size, g), updates), state
+        return jax.tree.map(lambda g: _scale_leaf(step_size, g), float_updates(updates)), state
 
     return GradientTransformation(init, update)
 
 
-def _schedule_scale(step_size_fn: Callable[[jax.Array], Any]) -> GradientTransformation:
+def _schedule_scale(
+    step_size_fn: Callable[[jax.Array], Any], owner: str, name: str, sign: int = 1
+) -> GradientTransformation:
+    """`u = sign · step_size_fn(count) · g`; the schedule is checked (one argument, real scalar)."""
+
     def init(params):
         del params
         return ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
-        step = step_size_fn(state.count)
-        new_updates = jax.tree.map(lambda g: _scale_leaf(step, g), updates)
+        step = call_schedule(owner, name, step_size_fn, state.count)
+        if sign != 1:
+            step = sign * step
+        new_updates = jax.tree.map(lambda g: _scale_leaf(step, g), float_updates(updates))
         return new_updates, ScaleByScheduleState(count=safe_increment(state.count))
 
     return GradientTransformation(init, update)
@@ -101,7 +108,7 @@ def scale_by_schedule(step_size_fn: Callable[[jax.Array], Any]) -> GradientTrans
             f"scale_by_schedule: step_size_fn must be a callable of the step count, got "
             f"{type(step_size_fn).__name__}: {step_size_fn!r}"
         )
-    return _schedule_scale(step_size_fn)
+    return _schedule_scale(step_size_fn, "scale_by_schedule", "step_size_fn")
 
 
 @describe
@@ -136,7 +143,7 @@ def scale_by_learning_rate(
     _v.check_schedule_or_real(owner, "learning_rate", learning_rate, low=-math.inf)
     sign = -1 if flip_sign else 1
     if callable(learning_rate):
-        return _schedule_scale(lambda count: sign * learning_rate(count))
+        return _schedule_scale(learning_rate, owner, "learning_rate", sign)
     return _constant_scale(sign * learning_rate)
 
 
@@ -227,6 +234,6 @@ def scale_by_trust_ratio(
         def leaf(u, p):
             return trust_ratio_leaf(u, p, min_norm=min_norm, trust_coefficient=trust_coefficient, eps=eps)
 
-        return jax.tree.map(leaf, updates, params), state
+        return jax.tree.map(leaf, float_updates(updates), tree_as_arrays(params)), state
 
     return GradientTransformation(init, update)

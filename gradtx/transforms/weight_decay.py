@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradtx import _validation as _v
+from gradtx._schedule_check import call_schedule
 from gradtx.base import EmptyState, GradientTransformation, Params, ScalarOrSchedule, describe
-from gradtx.numerics import cast, safe_increment
+from gradtx.numerics import cast, float_updates, safe_increment, tree_as_arrays
 
 __all__ = ["AddDecayedWeightsState", "add_decayed_weights", "decayed_weights_leaf"]
 
@@ -105,24 +106,31 @@ def add_decayed_weights(
                 f"weight_decay * params); call update(updates, state, params)."
             )
         if scheduled:
-            rate = weight_decay(state.count)
+            rate = call_schedule(owner, "weight_decay", weight_decay, state.count)
             new_state = AddDecayedWeightsState(count=safe_increment(state.count))
         else:
             rate = weight_decay
             new_state = state
             if isinstance(rate, (int, float)) and rate == 0.0:
                 return updates, new_state
-        treedef = jax.tree.structure(updates)
+        if updates is None:  # as optax: no updates in, no updates out
+            return None, new_state
+        # None update leaves stay None (as in optax); Python scalars and integers enter as floats.
+        updates, params = float_updates(updates), tree_as_arrays(params)
+        treedef = jax.tree.structure(updates, is_leaf=lambda x: x is None)
         g_leaves = treedef.flatten_up_to(updates)
         p_leaves = treedef.flatten_up_to(params)
         if mask is None:
             flags = [True] * len(g_leaves)
         else:
             mask_tree = mask(params) if callable(mask) else mask
-            flags = _broadcast_mask(mask_tree, updates)
+            filled = jax.tree.map(lambda g: 0 if g is None else g, updates, is_leaf=lambda x: x is None)
+            flags = _broadcast_mask(mask_tree, filled)
         out = []
         for g, p, flag in zip(g_leaves, p_leaves, flags, strict=True):
-            if _is_static_bool(flag):
+            if g is None:
+                out.append(None)
+            elif _is_static_bool(flag):
                 out.append(decayed_weights_leaf(g, p, rate) if flag else g)
             else:
                 out.append(jnp.where(flag, decayed_weights_leaf(g, p, rate), g))
