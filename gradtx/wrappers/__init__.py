@@ -22,7 +22,14 @@ from gradtx.wrappers.hyperparams import (
     inject_hyperparams,
     inject_stateful_hyperparams,
 )
-from gradtx.wrappers.masking import MaskedNode, MaskedState, MultiTransformState, masked, multi_transform
+from gradtx.wrappers.masking import (
+    MaskedNode,
+    MaskedState,
+    MultiTransformState,
+    PartitionState,
+    masked,
+    multi_transform,
+)
 from gradtx.wrappers.plateau import ReduceLROnPlateauState, reduce_on_plateau
 
 __all__ = [
@@ -34,6 +41,7 @@ __all__ = [
     "MultiSteps",
     "MultiStepsState",
     "MultiTransformState",
+    "PartitionState",
     "ReduceLROnPlateauState",
     "ShouldSkipUpdateFunction",
     "WrappedSchedule",

@@ -14,6 +14,7 @@ __all__ = [
     "MaskedNode",
     "MaskedState",
     "MultiTransformState",
+    "PartitionState",
     "masked",
     "multi_transform",
 ]
@@ -34,10 +35,17 @@ class MaskedState(NamedTuple):
     inner_state: OptState
 
 
-class MultiTransformState(NamedTuple):
-    """State of [`multi_transform`][gradtx.multi_transform]: one `MaskedState` per label."""
+class PartitionState(NamedTuple):
+    """State of [`multi_transform`][gradtx.multi_transform]: one `MaskedState` per label.
+
+    Named `PartitionState` like optax's (whose `MultiTransformState` is the same class), so the key
+    paths of optax's tree utilities read the same on gradtx and optax states.
+    """
 
     inner_states: dict[Hashable, OptState]
+
+
+MultiTransformState = PartitionState
 
 
 MaskOrFn = Any | Callable[[Params], Any]
@@ -211,7 +219,8 @@ def multi_transform(
         mask_compatible_extra_args: default False; as in [`masked`][gradtx.masked].
 
     Returns:
-        A gradient transformation whose state is `MultiTransformState(inner_states)` with
+        A gradient transformation whose state is `PartitionState(inner_states)` (alias
+        `MultiTransformState`) with
         `inner_states[label] = MaskedState(...)`.
 
     References:
@@ -259,7 +268,7 @@ def multi_transform(
 
     def init(params):
         labels = labels_for(params)
-        return MultiTransformState({label: group(label, labels).init(params) for label in transforms})
+        return PartitionState({label: group(label, labels).init(params) for label in transforms})
 
     def update(updates, state, params=None, **extra_args):
         labels = labels_for(updates)
@@ -268,6 +277,6 @@ def multi_transform(
             updates, new_states[label] = group(label, labels).update(
                 updates, state.inner_states[label], params, **extra_args
             )
-        return updates, MultiTransformState(new_states)
+        return updates, PartitionState(new_states)
 
     return GradientTransformation(init, update)
