@@ -12,6 +12,7 @@ import warnings
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 from absl.testing import parameterized
@@ -81,7 +82,7 @@ def _make(name, module):
         return ALL[name][0](module)
 
 
-def _run(tx, grads, params, update, steps=3):
+def _run(tx, grads, params, update, steps=2):
     state = tx.init(params)
     outs = []
     for _ in range(steps):
@@ -90,8 +91,18 @@ def _run(tx, grads, params, update, steps=3):
     return outs, state
 
 
-def _reference(name, grads, params, steps=3):
+_REFERENCES = {}
+
+
+def _reference(name, grads, params, steps=2):
     """optax's jitted trajectory (the leaves, Python scalars included, reach it as arrays)."""
+    key = (name, repr(grads), repr(params), steps)
+    if key not in _REFERENCES:
+        _REFERENCES[key] = _compute_reference(name, grads, params, steps)
+    return _REFERENCES[key]
+
+
+def _compute_reference(name, grads, params, steps):
     if name in NOT_IN_OPTAX:
         tx = _make(name, gradtx)
         grads, params = jax.tree.map(jnp.asarray, (grads, params))
@@ -127,3 +138,266 @@ def test_python_float_params_leaf_alone(name):
     outs, _ = _run(tx, -0.75, 2.0, tx.update, steps=2)
     ref = _reference(name, -0.75, 2.0, steps=2)
     chex.assert_trees_all_close(outs, ref, rtol=RTOL, atol=ATOL)
+
+
+# --------------------------------------------------------------------------------------------
+# 2. None updates in add_decayed_weights
+# --------------------------------------------------------------------------------------------
+
+P2 = {"w": jnp.array([1.0, -2.0]), "b": jnp.array([0.5, 0.25, -4.0])}
+
+
+@pytest.mark.parametrize("decay", [0.1, lambda count: 0.1 / (1 + count)], ids=["constant", "schedule"])
+def test_add_decayed_weights_passes_none_updates_through_as_optax(decay):
+    ours, ref = gradtx.add_decayed_weights(decay), optax.add_decayed_weights(decay)
+    u, state = ours.update(None, ours.init(P2), P2)
+    u_ref, state_ref = ref.update(None, ref.init(P2), P2)
+    assert u is None and u_ref is None
+    chex.assert_trees_all_equal(jax.tree.leaves(state), jax.tree.leaves(state_ref))
+    # a None leaf stays None; the others get the decay
+    grads = {"w": None, "b": jnp.array([1.0, 2.0, 3.0])}
+    u, _ = jax.jit(ours.update)(grads, ours.init(P2), P2)
+    u_ref, _ = jax.jit(ref.update)(grads, ref.init(P2), P2)
+    assert u["w"] is None and u_ref["w"] is None
+    chex.assert_trees_all_equal(u["b"], u_ref["b"])
+
+
+def test_add_decayed_weights_none_leaf_with_a_mask():
+    mask = {"w": True, "b": False}
+    ours, ref = gradtx.add_decayed_weights(0.1, mask), optax.add_decayed_weights(0.1, mask)
+    grads = {"w": None, "b": jnp.array([1.0, 2.0, 3.0])}
+    u, _ = ours.update(grads, ours.init(P2), P2)
+    u_ref, _ = ref.update(grads, ref.init(P2), P2)
+    assert u["w"] is None and u_ref["w"] is None
+    chex.assert_trees_all_equal(u["b"], u_ref["b"])
+    grads = {"w": jnp.array([1.0, 2.0]), "b": None}
+    u, _ = ours.update(grads, ours.init(P2), P2)
+    assert u["b"] is None
+    chex.assert_trees_all_close(u["w"], grads["w"] + 0.1 * P2["w"])
+
+
+# --------------------------------------------------------------------------------------------
+# 3. Complex mu_dtype / accumulator_dtype
+# --------------------------------------------------------------------------------------------
+
+C64 = "complex64"
+COMPLEX_CASES = {
+    "adam": lambda m, d: m.adam(0.1, mu_dtype=d),
+    "adamw": lambda m, d: m.adamw(0.1, mu_dtype=d, weight_decay=0.01),
+    "nadam": lambda m, d: m.nadam(0.1, mu_dtype=d),
+    "nadamw": lambda m, d: m.nadamw(0.1, mu_dtype=d, weight_decay=0.01),
+    "amsgrad": lambda m, d: m.amsgrad(0.1, mu_dtype=d),
+    "lion": lambda m, d: m.lion(0.1, mu_dtype=d),
+    "sgd": lambda m, d: m.sgd(0.1, momentum=0.9, accumulator_dtype=d),
+    "trace": lambda m, d: m.trace(0.9, nesterov=True, accumulator_dtype=d),
+    "ema": lambda m, d: m.ema(0.9, accumulator_dtype=d),
+    "scale_by_adam": lambda m, d: m.scale_by_adam(mu_dtype=d),
+    "scale_by_amsgrad": lambda m, d: m.scale_by_amsgrad(mu_dtype=d),
+    "scale_by_lion": lambda m, d: m.scale_by_lion(mu_dtype=d),
+}
+CPARAMS = {"w": jnp.array([1 + 2j, -1j, 0.5], jnp.complex64), "r": jnp.array([[0.3 - 0.1j]], jnp.complex64)}
+
+
+def _complex_grads(i):
+    k1, k2, k3, k4 = jax.random.split(jax.random.key(i), 4)
+    return {
+        "w": jax.random.normal(k1, (3,)) + 1j * jax.random.normal(k2, (3,)),
+        "r": jax.random.normal(k3, (1, 1)) + 1j * jax.random.normal(k4, (1, 1)),
+    }
+
+
+class ComplexStateDtype(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(*[(name, name) for name in sorted(COMPLEX_CASES)])
+    def test_complex_state_dtype_on_complex_params_gives_optax_numbers(self, name):
+        ours, ref = COMPLEX_CASES[name](gradtx, C64), COMPLEX_CASES[name](optax, jnp.complex64)
+        s_ours, s_ref = ours.init(CPARAMS), ref.init(CPARAMS)
+        update, ref_update = self.variant(ours.update), jax.jit(ref.update)
+        for i in range(5):
+            g = _complex_grads(i)
+            u, s_ours = update(g, s_ours, CPARAMS)
+            u_ref, s_ref = ref_update(g, s_ref, CPARAMS)
+            assert u["w"].dtype == jnp.complex64
+            chex.assert_trees_all_close(u, u_ref, rtol=RTOL, atol=ATOL)
+        moments = [x for x in jax.tree.leaves(s_ours) if jnp.issubdtype(x.dtype, jnp.complexfloating)]
+        assert moments, "the complex mu_dtype / accumulator_dtype must give a complex state"
+
+
+@pytest.mark.parametrize("name", sorted(COMPLEX_CASES))
+def test_complex_state_dtype_with_real_params_raises_naming_the_leaf(name):
+    """optax returns complex updates for real params there; gradtx refuses, naming the leaf."""
+    tx = COMPLEX_CASES[name](gradtx, C64)
+    with pytest.raises(TypeError, match=r"(mu|accumulator)_dtype=complex64.*params\['b'\]"):
+        tx.init({"b": jnp.ones(3)})
+
+
+@pytest.mark.parametrize("name", sorted(COMPLEX_CASES))
+def test_real_state_dtype_with_complex_params_raises_naming_the_leaf(name):
+    """A bfloat16 / float32 moment would drop the imaginary part of complex params."""
+    tx = COMPLEX_CASES[name](gradtx, "bfloat16")
+    with pytest.raises(TypeError, match=r"(mu|accumulator)_dtype=bfloat16.*params\['[rw]'\]"):
+        tx.init(CPARAMS)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", jnp.bfloat16, "float32", np.float16])
+def test_string_and_type_float_dtypes_still_accepted(dtype):
+    for name in COMPLEX_CASES:
+        tx = COMPLEX_CASES[name](gradtx, dtype)
+        state = tx.init({"b": jnp.ones(3)})
+        assert jnp.dtype(dtype) in {x.dtype for x in jax.tree.leaves(state)}
+
+
+@pytest.mark.parametrize("dtype", [jnp.int32, "uint8", jnp.bool_, "not_a_dtype"])
+def test_non_inexact_state_dtypes_still_rejected(dtype):
+    for name in COMPLEX_CASES:
+        with pytest.raises(TypeError, match=r"(mu|accumulator)_dtype must be None or a floating or complex"):
+            COMPLEX_CASES[name](gradtx, dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Integer params and integer gradients
+# --------------------------------------------------------------------------------------------
+
+FLOAT_PARAMS = {"b": jnp.array([0.5, -1.0, 2.0]), "w": 1.5}
+INT_GRADS = {"b": jnp.array([1, -3, 2], jnp.int32), "w": 2}
+FLOAT_GRADS = {"b": jnp.array([1.0, -3.0, 2.0]), "w": 2.0}
+INTEGER_EXACT = {"scale_by_sign", "zero_nans"}  # integers in, the same integers' results out (as optax)
+
+
+@pytest.mark.parametrize("name", STATEFUL)
+@pytest.mark.parametrize("leaf", [jnp.array([3, -2], jnp.int32), 3, jnp.array([True])], ids=["int32", "pyint", "bool"])
+def test_integer_params_raise_naming_the_leaf(name, leaf):
+    """optax keeps integer moments there (updates rounded to 0, or other numbers); gradtx raises."""
+    tx = _make(name, gradtx)
+    params = {"b": jnp.ones(2), "n": leaf}
+    with pytest.raises(TypeError, match=r"params\['n'\] has dtype (int32|bool)"):
+        tx.init(params)
+    with pytest.raises(TypeError, match=r"params\['n'\]"):
+        jax.jit(tx.init)(params)
+
+
+def test_adam_on_an_int32_param_no_longer_gives_zero_updates_forever():
+    tx = gradtx.adam(1e-3)
+    with pytest.raises(TypeError, match=r"adam.init: params\['step'\] has dtype int32"):
+        tx.init({"step": jnp.array(5, jnp.int32), "w": jnp.ones(2)})
+
+
+class IntegerGradients(chex.TestCase):
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(*[(name, name) for name in sorted(set(ALL) - INTEGER_EXACT)])
+    def test_integer_gradients_are_promoted_to_float(self, name):
+        """Integer leaves give the float-gradient numbers (optax's), never integer updates."""
+        tx = _make(name, gradtx)
+        update = self.variant(tx.update)
+        outs_int, _ = _run(tx, INT_GRADS, FLOAT_PARAMS, update)
+        outs_float, _ = _run(tx, FLOAT_GRADS, FLOAT_PARAMS, update)
+        for u in outs_int:
+            assert {leaf.dtype for leaf in jax.tree.leaves(u)} == {jnp.dtype(jnp.float32)}
+        chex.assert_trees_all_equal(outs_int, outs_float)
+        chex.assert_trees_all_close(outs_int, _reference(name, FLOAT_GRADS, FLOAT_PARAMS), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("name", sorted(INTEGER_EXACT))
+def test_sign_and_zero_nans_keep_integer_gradients_as_optax(name):
+    tx = _make(name, gradtx)
+    outs, _ = _run(tx, INT_GRADS, FLOAT_PARAMS, tx.update, steps=1)
+    ref = _reference(name, INT_GRADS, FLOAT_PARAMS, steps=1)
+    chex.assert_trees_all_equal(outs, ref)
+
+
+def test_scale_by_schedule_on_integer_gradients_is_not_integer_zeros():
+    """optax casts the step size to the gradient's int dtype (0.5 -> 0); gradtx computes 0.5 * g."""
+    tx = gradtx.scale_by_schedule(lambda count: 0.5)
+    u, _ = tx.update(INT_GRADS, tx.init(FLOAT_PARAMS))
+    chex.assert_trees_all_equal(u, {"b": jnp.array([0.5, -1.5, 1.0]), "w": jnp.asarray(1.0)})
+
+
+STATELESS_WITH_PARAMS = ["add_decayed_weights", "add_decayed_weights_schedule", "scale_by_trust_ratio", "sgd",
+                         "scale", "scale_by_learning_rate"]
+
+
+@pytest.mark.parametrize("name", STATELESS_WITH_PARAMS)
+def test_integer_params_in_stateless_transformations_give_optax_float_updates(name):
+    params = {"b": jnp.array([3, -2, 1], jnp.int32), "w": 4}
+    tx = _make(name, gradtx)
+    outs, _ = _run(tx, FLOAT_GRADS, params, tx.update)
+    for u in outs:
+        assert {leaf.dtype for leaf in jax.tree.leaves(u)} == {jnp.dtype(jnp.float32)}
+    chex.assert_trees_all_close(outs, _reference(name, FLOAT_GRADS, params), rtol=RTOL, atol=ATOL)
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Schedules that are not schedule(count) -> scalar
+# --------------------------------------------------------------------------------------------
+
+
+def vector_schedule(count):
+    return jnp.full((3,), 0.1)
+
+
+def length_one_schedule(count):
+    return jnp.full((1,), 0.1)
+
+
+def no_argument_schedule():
+    return 0.1
+
+
+def none_schedule(count):
+    return None
+
+
+SCHEDULE_USERS = {
+    "scale_by_learning_rate": lambda s: gradtx.scale_by_learning_rate(s),
+    "scale_by_learning_rate_no_flip": lambda s: gradtx.scale_by_learning_rate(s, flip_sign=False),
+    "scale_by_schedule": lambda s: gradtx.scale_by_schedule(s),
+    "add_decayed_weights": lambda s: gradtx.add_decayed_weights(s),
+    "adam_lr": lambda s: gradtx.adam(s),
+    "sgd_lr": lambda s: gradtx.sgd(s, momentum=0.9),
+    "adamw_weight_decay": lambda s: gradtx.adamw(0.1, weight_decay=s),
+    "lion_weight_decay": lambda s: gradtx.lion(0.1, weight_decay=s),
+    "lamb_lr": lambda s: gradtx.lamb(s),
+}
+SCHED_PARAMS = {"w": jnp.ones(3), "m": jnp.ones((2, 3)), "s": jnp.ones(())}
+
+
+@pytest.mark.parametrize("user", sorted(SCHEDULE_USERS))
+@pytest.mark.parametrize(
+    ("schedule", "error", "says"),
+    [
+        (vector_schedule, ValueError, r"shape \(3,\)"),
+        (length_one_schedule, ValueError, r"shape \(1,\)"),
+        (no_argument_schedule, TypeError, r"step count"),
+        (none_schedule, TypeError, r"NoneType"),
+    ],
+    ids=["vector", "length-one", "no-argument", "returns-None"],
+)
+def test_bad_schedules_raise_at_trace_time_naming_the_schedule(user, schedule, error, says):
+    tx = SCHEDULE_USERS[user](schedule)
+    state = tx.init(SCHED_PARAMS)
+    message = rf"{schedule.__name__}.*schedule\(count\) -> scalar.*|.*schedule\(count\) -> scalar.*{says}"
+    with pytest.raises(error, match=message) as info:
+        jax.eval_shape(tx.update, SCHED_PARAMS, state, SCHED_PARAMS)  # tracing alone raises
+    assert schedule.__name__ in str(info.value)
+    assert "learning_rate" in str(info.value) or "weight_decay" in str(info.value) or "step_size_fn" in str(
+        info.value
+    )
+
+
+@pytest.mark.parametrize("user", sorted(SCHEDULE_USERS))
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        lambda count: 0.01,
+        lambda count: np.float32(0.01),
+        lambda count, scale=0.5: 0.02 * scale,
+        lambda *args: 0.01,
+        gradtx.cosine_decay_schedule(0.01, 10),
+        optax.linear_schedule(0.01, 0.0, 10),
+    ],
+    ids=["float", "np-scalar", "default-arg", "varargs", "gradtx-schedule", "optax-schedule"],
+)
+def test_good_schedules_still_work(user, schedule):
+    tx = SCHEDULE_USERS[user](schedule)
+    u, _ = jax.eval_shape(tx.update, SCHED_PARAMS, tx.init(SCHED_PARAMS), SCHED_PARAMS)
+    assert jax.tree.map(jnp.shape, u) == jax.tree.map(jnp.shape, SCHED_PARAMS)

@@ -25,7 +25,7 @@ def _check_adam(owner, learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov)
     _checks.beta(owner, "b2", b2)
     _checks.nonneg(owner, "eps", eps)
     _checks.nonneg(owner, "eps_root", eps_root)
-    v.check_dtype(owner, "mu_dtype", mu_dtype)
+    v.check_dtype(owner, "mu_dtype", mu_dtype, allow_complex=True)
     v.check_bool(owner, "nesterov", nesterov)
 
 
@@ -80,12 +80,20 @@ def adam(
         eps: $\epsilon$, added to the root of the second moment; real `>= 0`, default 1e-8.
         eps_root: $\epsilon_{root}$, added inside the root (useful when differentiating through
             the update); real `>= 0`, default 0.0.
-        mu_dtype: dtype of the first moment (e.g. `jnp.bfloat16`); None (default) uses the
-            params' dtype.
+        mu_dtype: dtype of the first moment (e.g. `jnp.bfloat16`, or `"complex64"` for
+            complex params); None (default) uses the params' dtype.
         nesterov: use the Nesterov (NAdam) first moment; keyword-only, default False.
 
     Returns:
         A `GradientTransformation`.
+
+    Raises:
+        TypeError: at `init`, naming the leaf, for an integer or boolean params leaf (its moments
+            and updates would be rounded to integers; optax silently returns other numbers), or
+            for a complex `mu_dtype` with real params (or a real one with complex params).
+
+    Python-scalar leaves (`{"w": 1.0}`) are accepted in params and gradients, as in optax, and
+    integer gradient leaves are promoted to float32 (see `gradtx.numerics.float_updates`).
 
     References:
         Kingma & Ba, *Adam: A Method for Stochastic Optimization*, ICLR 2015 (arXiv:1412.6980).
@@ -132,7 +140,8 @@ def nadam(
         b2: $\beta_2$ in `[0, 1)`, default 0.999.
         eps: real `>= 0`, default 1e-8.
         eps_root: real `>= 0`, default 0.0.
-        mu_dtype: dtype of the first moment, or None (default).
+        mu_dtype: dtype of the first moment: None (default, the params' dtype), a floating
+            dtype, or a complex one for complex params.
         nesterov: keyword-only, default True (False gives plain Adam).
 
     Returns:
@@ -190,7 +199,8 @@ def adamw(
         b2: $\beta_2$ in `[0, 1)`, default 0.999.
         eps: real `>= 0`, default 1e-8.
         eps_root: real `>= 0`, default 0.0.
-        mu_dtype: dtype of the first moment, or None (default).
+        mu_dtype: dtype of the first moment: None (default, the params' dtype), a floating
+            dtype, or a complex one for complex params.
         weight_decay: $\lambda$: a real number `>= 0` or a schedule; default 1e-4.
         mask: a pytree of booleans shaped like the params (or a function of the params
             returning one) selecting the leaves that are decayed; None (default) decays all.
@@ -240,7 +250,8 @@ def nadamw(
         b2: $\beta_2$ in `[0, 1)`, default 0.999.
         eps: real `>= 0`, default 1e-8.
         eps_root: real `>= 0`, default 0.0.
-        mu_dtype: dtype of the first moment, or None (default).
+        mu_dtype: dtype of the first moment: None (default, the params' dtype), a floating
+            dtype, or a complex one for complex params.
         weight_decay: $\lambda$: a real number `>= 0` or a schedule; default 1e-4.
         mask: which leaves are decayed (see [`adamw`][gradtx.adamw]); None (default) decays all.
         nesterov: keyword-only, default True.
@@ -283,7 +294,8 @@ def amsgrad(
         b2: $\beta_2$ in `[0, 1)`, default 0.999.
         eps: real `>= 0`, default 1e-8.
         eps_root: real `>= 0`, default 0.0.
-        mu_dtype: dtype of the first moment, or None (default).
+        mu_dtype: dtype of the first moment: None (default, the params' dtype), a floating
+            dtype, or a complex one for complex params.
         bias_correction_mu: debias the first moment; default True.
         bias_correction_nu: debias the second moment before the running maximum; default True.
 

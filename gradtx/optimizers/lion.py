@@ -35,7 +35,8 @@ def lion(
         learning_rate: step size $\eta$: a real number `>= 0` or a schedule of the step count.
         b1: $\beta_1$, the interpolation used for the sign; in `[0, 1]`, default 0.9.
         b2: $\beta_2$, the decay of the momentum; in `[0, 1]`, default 0.99.
-        mu_dtype: dtype of the momentum, or None (default: the params' dtype).
+        mu_dtype: dtype of the momentum, or None (default: the params' dtype); complex dtypes
+            are accepted for complex params. Integer params raise a `TypeError` at `init`.
         weight_decay: $\lambda$: a real number `>= 0` or a schedule; default 1e-3 (as optax).
         mask: a pytree of booleans (or a function of the params returning one) selecting the
             decayed leaves; None (default) decays all.
@@ -51,7 +52,7 @@ def lion(
     _checks.learning_rate(owner, learning_rate)
     _checks.beta(owner, "b1", b1, closed=True)
     _checks.beta(owner, "b2", b2, closed=True)
-    v.check_dtype(owner, "mu_dtype", mu_dtype)
+    v.check_dtype(owner, "mu_dtype", mu_dtype, allow_complex=True)
     _checks.weight_decay(owner, weight_decay)
     return chain(
         scale_by_lion(b1=b1, b2=b2, mu_dtype=mu_dtype),

@@ -35,8 +35,14 @@ def sgd(
         momentum: the momentum decay $\mu$ in `[0, 1]`, or None (default) for plain SGD.
         nesterov: use Nesterov's look-ahead form; default False. Requires a momentum (optax
             silently ignores `nesterov=True` without momentum; gradtx raises).
-        accumulator_dtype: dtype of the momentum buffer (e.g. `jnp.bfloat16`); None (default)
-            uses each param's dtype.
+        accumulator_dtype: dtype of the momentum buffer (e.g. `jnp.bfloat16`, or a complex
+            dtype for complex params); None (default) uses each param's dtype.
+
+    Integer inputs. Integer (or Python-int) gradient leaves are promoted to float32, so the
+    updates are optax's `-lr * g` in float32. With momentum, an integer params leaf raises a
+    `TypeError` at `init` naming the leaf (the momentum buffer would be rounded to integers);
+    without momentum there is no state and the float updates are returned as optax does
+    (`apply_updates` then casts them to the param's integer dtype).
 
     Returns:
         A `GradientTransformation`; its state is `(TraceState or EmptyState, lr state)`.
@@ -57,7 +63,7 @@ def sgd(
     owner = "sgd"
     _checks.learning_rate(owner, learning_rate)
     _checks.momentum_and_nesterov(owner, momentum, nesterov)
-    v.check_dtype(owner, "accumulator_dtype", accumulator_dtype)
+    v.check_dtype(owner, "accumulator_dtype", accumulator_dtype, allow_complex=True)
     if momentum is None:
         accumulate = identity()
     else:
