@@ -268,6 +268,12 @@ def test_float32_params_keep_optax_dtype_and_explicit_hyperparam_dtype_is_honour
     tx16 = gradtx.inject_hyperparams(gradtx.scale, hyperparam_dtype=jnp.float16)(step_size=0.5)
     ref16 = optax.inject_hyperparams(optax.scale, hyperparam_dtype=jnp.float16)(step_size=0.5)
     _assert_same_paths_and_bits(tx16.init(_params()), ref16.init(_params()))
+    with jax.enable_x64(True):  # float64 params: float64 hyper-parameters, as optax
+        params64 = jax.tree.map(lambda x: x.astype(jnp.float64), _params())
+        ours = gradtx.inject_hyperparams(gradtx.adam)(learning_rate=0.1).init(params64)
+        ref = optax.inject_hyperparams(optax.adam)(learning_rate=0.1).init(params64)
+        _assert_same_paths_and_bits(ours.hyperparams, ref.hyperparams)
+        assert ours.hyperparams["b2"].dtype == jnp.float64
 
 
 # --------------------------------------------------------------------------------------------

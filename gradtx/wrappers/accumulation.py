@@ -92,7 +92,11 @@ class MultiSteps:
         a_j = a_{j-1} + g_j                      (use_grad_mean=False; sum)
 
     The first `k - 1` calls return zero updates and leave the inner state unchanged; the `k`-th
-    call returns `inner.update(a_k, inner_state, params)` and resets the accumulator. So `k` steps
+    call returns `inner.update(a_k, inner_state, params)` and resets the accumulator. As in optax,
+    `inner.update` is evaluated at every call on the running accumulator and its results are
+    kept only on the `k`-th (`u = emit · inner_u`, `s = where(emit, inner_s, s)`): the same
+    operations as optax's, so the same numbers bit for bit under `jax.jit` (a branch instead
+    can let XLA fuse the inner step differently and move results by an ulp). So `k` steps
     of `MultiSteps(inner, k)` on `g_1 … g_k` equal one step of `inner` on `mean(g_1 … g_k)`: a
     large batch split into `k` micro-batches. Use [`has_updated`][gradtx.MultiSteps.has_updated]
     to know whether the last call took an inner step.
@@ -100,7 +104,9 @@ class MultiSteps:
     If `should_skip_update_fn(g, gradient_step, params)` returns True, the mini-step is dropped:
     zero updates, and the state is unchanged except `skip_state`.
 
-    `MultiSteps` is a class, like optax's: use its `init` and `update` directly, or get a
+    `MultiSteps` is a class, like optax's: pass the instance itself where an optimizer is
+    expected (`TrainState.create(tx=MultiSteps(...))`, `nnx.Optimizer(model, MultiSteps(...))`:
+    they only call `init` and `update`), use its `init` and `update` directly, or get a
     [`GradientTransformation`][gradtx.GradientTransformation] from
     [`gradient_transformation`][gradtx.MultiSteps.gradient_transformation]. Its state is a
     [`MultiStepsState`][gradtx.MultiStepsState] of arrays.
