@@ -49,18 +49,28 @@ def check_boundaries_and_scales(owner: str, boundaries_and_scales: Any) -> tuple
 
 
 def raw_polynomial(init_value, end_value, power, transition_steps, transition_begin) -> RawSchedule:
-    """`(I - E)·(1 - clip(t - B, 0, T)/T)^P + E`; constant `I` when `T == 0`."""
+    """`(I - E)·(1 - clip(t - B, 0, T)/T)^P + E`; constant `I` when `T == 0`.
+
+    Evaluated as optax 0.2.8 evaluates it (same operations in the same order), so the values are
+    bit-identical, with one deliberate exception. Under `jit` XLA may divide by `T` through its
+    reciprocal, so `1 - T/T` can be a tiny negative number (about -3e-8) at and after the end
+    of the transition. For an integer power that only moves the end value by an ulp (as in
+    optax), but a fractional power of a negative number is NaN: for a non-integer `P` the base is
+    clamped at 0, so gradtx returns `E` where optax returns NaN. Nothing else changes: the clamp
+    is a no-op wherever the base is `>= 0`.
+    """
     if not v.is_traced(transition_steps) and transition_steps == 0:
         return lambda step: init_value
 
     def schedule(step):
         elapsed = jnp.clip(step - transition_begin, 0, transition_steps)
-        # (T - e)/T rather than 1 - e/T: XLA may compute e/T as e·(1/T), which can exceed 1 and
-        # make a fractional power of the (tiny negative) remainder NaN after the transition. The
-        # same reciprocal can make T/T exceed 1 at the start (a warm-up from 0 then began at
-        # -1.5e-8 under jit), hence the clip to [0, 1].
-        remaining = jnp.clip((transition_steps - elapsed) / transition_steps, 0.0, 1.0)
-        return (init_value - end_value) * remaining**power + end_value
+        remaining = 1 - elapsed / transition_steps
+        if v.is_traced(power):
+            fractional = power != jnp.round(power)
+            remaining = jnp.where(jnp.logical_and(fractional, remaining < 0), 0.0, remaining)
+        elif not float(power).is_integer():
+            remaining = jnp.maximum(remaining, 0.0)
+        return (init_value - end_value) * (remaining**power) + end_value
 
     return schedule
 

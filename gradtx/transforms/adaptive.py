@@ -242,8 +242,10 @@ def adamax_leaf(
     mu_new = (1 - b1) * cast(g, cdt) + b1 * cast(mu, cdt)
     nu_new = jnp.maximum(jnp.abs(g).astype(nu.dtype) + eps, b2 * nu)
     m_hat = mu_new / cast(bc1, cdt)
-    safe_nu = jnp.where(nu_new > 0, nu_new, 1)
-    update = jnp.where(nu_new > 0, m_hat / safe_nu, 0)
+    # Only the denominator is made safe (where nu = 0 the moment is 0 too, so the update is 0):
+    # a select around the quotient would stop XLA from folding the later learning-rate product
+    # into the division as it does for optax, and move the result by an ulp.
+    update = m_hat / jnp.where(nu_new > 0, nu_new, 1)
     return cast(update, g.dtype), cast(mu_new, mu.dtype), cast(nu_new, nu.dtype)
 
 
