@@ -412,7 +412,7 @@ def test_sharded_params_large_leaves_keep_their_sharding():
 
 @gradtx.describe
 def _fused_adam(learning_rate: float = 1e-2):
-    """An alias built the way the proposal makes gradtx.adam: `maybe_fuse(chain(...))`."""
+    """A user's alias that opts in to fusion: `maybe_fuse(chain(...))` (gradtx.adam itself runs per leaf)."""
     return maybe_fuse(gradtx.chain(gradtx.scale_by_adam(), gradtx.scale_by_learning_rate(learning_rate)))
 
 
