@@ -46,6 +46,7 @@ __all__ = [
     "adamax_leaf",
     "amsgrad_leaf",
     "lion_leaf",
+    "moment_leaf",
     "rms_leaf",
     "rss_leaf",
     "scale_by_adam",
@@ -155,6 +156,19 @@ def _map_leaves(fn: Any, n_out: int, *trees: Any) -> tuple[Any, ...]:
     return tuple(treedef.unflatten([o[i] for o in outs]) for i in range(n_out))
 
 
+def moment_leaf(g: jax.Array, m: jax.Array, decay: Any, dtype: Any) -> jax.Array:
+    """The moving average `(1 - decay)·g + decay·m` of one leaf, in `dtype`.
+
+    For float32 (or wider) gradients this is optax's expression as it stands: the product
+    `decay·m` is rounded in the moment's own dtype (bfloat16 with `mu_dtype=jnp.bfloat16`) before
+    it is added, so that the result is bit-identical to optax's. Low-precision gradients are
+    widened to `dtype` (at least float32) first, product included.
+    """
+    if g.dtype == dtype:
+        return (1 - decay) * g + cast(decay * m, dtype)
+    return (1 - decay) * cast(g, dtype) + decay * cast(m, dtype)
+
+
 # --------------------------------------------------------------------------------------------
 # Per-leaf functions
 # --------------------------------------------------------------------------------------------
@@ -187,7 +201,7 @@ def adam_leaf(
     """
     cdt = compute_dtype(g.dtype, mu.dtype)
     gc = cast(g, cdt)
-    mu_new = (1 - b1) * gc + b1 * cast(mu, cdt)
+    mu_new = moment_leaf(g, mu, b1, cdt)
     nu_new = (1 - b2) * abs_sq(g, nu.dtype) + b2 * nu
     if bc1_next is None:
         m_hat = mu_new / cast(bc1, cdt)
@@ -217,7 +231,7 @@ def amsgrad_leaf(
         `(update, new_mu, new_nu, new_nu_max)`.
     """
     cdt = compute_dtype(g.dtype, mu.dtype)
-    mu_new = (1 - b1) * cast(g, cdt) + b1 * cast(mu, cdt)
+    mu_new = moment_leaf(g, mu, b1, cdt)
     nu_new = (1 - b2) * abs_sq(g, nu.dtype) + b2 * nu
     m_hat = mu_new if bc1 is None else mu_new / cast(bc1, cdt)
     nu_eff = nu_new if bc2 is None else nu_new / cast(bc2, nu_new.dtype)
@@ -239,7 +253,7 @@ def adamax_leaf(
     Where `nu` is 0 (zero gradients with `eps = 0`) the update is 0 instead of NaN.
     """
     cdt = compute_dtype(g.dtype, mu.dtype)
-    mu_new = (1 - b1) * cast(g, cdt) + b1 * cast(mu, cdt)
+    mu_new = moment_leaf(g, mu, b1, cdt)
     nu_new = jnp.maximum(jnp.abs(g).astype(nu.dtype) + eps, b2 * nu)
     m_hat = mu_new / cast(bc1, cdt)
     # Only the denominator is made safe (where nu = 0 the moment is 0 too, so the update is 0):
@@ -263,15 +277,14 @@ def lion_leaf(
     `mode="smooth"` uses `tanh(smooth_beta·x)` and `mode="refined"` keeps `|x| < 1` linear.
     """
     cdt = compute_dtype(g.dtype, mu.dtype)
-    gc, mc = cast(g, cdt), cast(mu, cdt)
-    x = (1 - b1) * gc + b1 * mc
+    x = moment_leaf(g, mu, b1, cdt)
     if mode == "hard":
         update = jnp.sign(x)
     elif mode == "smooth":
         update = jnp.tanh(smooth_beta * x)
     else:
         update = jnp.where(jnp.abs(x) < 1.0, x, jnp.sign(x))
-    mu_new = (1 - b2) * gc + b2 * mc
+    mu_new = moment_leaf(g, mu, b2, cdt)
     return cast(update, g.dtype), cast(mu_new, mu.dtype)
 
 
@@ -315,7 +328,7 @@ def stddev_leaf(
     The variance `nu - |mu|²` is clamped at 0 (rounding can make it slightly negative).
     """
     cdt = compute_dtype(g.dtype, mu.dtype)
-    mu_new = (1 - decay) * cast(g, cdt) + decay * cast(mu, cdt)
+    mu_new = moment_leaf(g, mu, decay, cdt)
     nu_new = (1 - decay) * abs_sq(g, nu.dtype) + decay * nu
     if bc is None:
         mu_hat, nu_hat = mu_new, nu_new

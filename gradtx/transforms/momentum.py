@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from gradtx import _validation as _v
 from gradtx.base import GradientTransformation, Updates, describe
 from gradtx.numerics import cast, compute_dtype, debias_factor, float_updates, safe_increment, tree_zeros_like
+from gradtx.transforms.adaptive import moment_leaf
 
 __all__ = ["EmaState", "TraceState", "ema", "ema_leaf", "trace", "trace_leaf"]
 
@@ -39,7 +40,9 @@ def trace_leaf(g: jax.Array, t: jax.Array, *, decay: Any, nesterov: bool) -> tup
     """
     dtype = jnp.promote_types(g.dtype, t.dtype)
     gc = cast(g, dtype)
-    new_t = gc + decay * cast(t, dtype)
+    # as optax: decay·t is rounded in the trace's own dtype (bfloat16 with a bfloat16
+    # accumulator_dtype) before it is added to a float32 gradient
+    new_t = gc + (cast(decay * t, dtype) if g.dtype == dtype else decay * cast(t, dtype))
     update = gc + decay * new_t if nesterov else new_t
     return cast(update, g.dtype), cast(new_t, t.dtype)
 
@@ -105,12 +108,15 @@ def ema_leaf(
     `bc` is `1 - decay**t` (None: no debiasing); where it is 0 (decay = 1) the update is `m`.
     """
     dtype = compute_dtype(g.dtype, m.dtype) if bc is not None else jnp.promote_types(g.dtype, m.dtype)
-    new_m = (1 - decay) * cast(g, dtype) + decay * cast(m, dtype)
+    new_m = moment_leaf(g, m, decay, dtype)
     if bc is None:
         update = new_m
-    else:
+    elif _v.is_traced(decay) or decay == 1:
         bc = cast(bc, dtype)
         update = new_m / jnp.where(bc == 0, 1, bc)
+    else:
+        # bc > 0: optax's plain division (a guarded divisor changes XLA's rewrites by an ulp)
+        update = new_m / cast(bc, dtype)
     return cast(update, g.dtype), cast(new_m, m.dtype)
 
 
