@@ -153,7 +153,7 @@ def run(quick: bool, only: list[str] | None = None, verbose: bool = True) -> dic
     info["load_average_end"] = _load()
     return {
         "quick": quick,
-        "only": only,
+        "only": only or None,
         "machine": info,
         "stream": stream,
         "stream_end": stream_end,
