@@ -11,14 +11,22 @@ from gradtx import _validation as _v
 from gradtx._schedule_check import call_schedule
 from gradtx.base import EmptyState, GradientTransformation, Params, ScalarOrSchedule, describe
 from gradtx.numerics import cast, float_updates, safe_increment, tree_as_arrays
+from gradtx.wrappers.masking import MaskedState
 
-__all__ = ["AddDecayedWeightsState", "add_decayed_weights", "decayed_weights_leaf"]
+__all__ = ["AddDecayedWeightsState", "WeightDecaySchedule", "add_decayed_weights", "decayed_weights_leaf"]
 
 
-class AddDecayedWeightsState(NamedTuple):
-    """State of [`add_decayed_weights`][gradtx.add_decayed_weights] with a scheduled decay."""
+class WeightDecaySchedule(NamedTuple):
+    """State of [`add_decayed_weights`][gradtx.add_decayed_weights] with a scheduled decay.
+
+    Named as optax names it, so that the state trees of the two libraries have the same layout
+    (it is also exported as `AddDecayedWeightsState`).
+    """
 
     count: jax.Array
+
+
+AddDecayedWeightsState = WeightDecaySchedule
 
 
 def decayed_weights_leaf(g: jax.Array, p: jax.Array, weight_decay: Any) -> jax.Array:
@@ -68,12 +76,13 @@ def add_decayed_weights(
     Args:
         weight_decay: the rate $\lambda$, default 0.0, >= 0; or a schedule (callable of the
             int32 step count, evaluated at the count before this update), in which case the
-            state is `AddDecayedWeightsState(count)`.
+            state is `WeightDecaySchedule(count)` (alias `AddDecayedWeightsState`), as in optax.
         mask: default None (decay every leaf). Otherwise a tree of booleans with the params'
             structure (or a prefix of it), True where decay applies, or a callable
             `mask(params)` returning such a tree (e.g. to skip biases and norms:
             `lambda p: jax.tree.map(lambda x: x.ndim > 1, p)`). Leaves where the mask is
-            False pass unchanged.
+            False pass unchanged. With a mask the state is wrapped in
+            `MaskedState(inner_state=...)`, as optax's `masked` wraps it.
 
     Returns:
         A `GradientTransformation`; its `update` requires `params` (a `ValueError` otherwise).
@@ -94,12 +103,18 @@ def add_decayed_weights(
 
     def init(params):
         del params
-        if scheduled:
-            return AddDecayedWeightsState(count=jnp.zeros([], jnp.int32))
-        return EmptyState()
+        state = AddDecayedWeightsState(count=jnp.zeros([], jnp.int32)) if scheduled else EmptyState()
+        # as optax, which applies a mask through `masked`: the state is wrapped in a MaskedState
+        return state if mask is None else MaskedState(inner_state=state)
 
     def update(updates, state, params=None, **extra_args):
         del extra_args
+        if mask is None:
+            return _update(updates, state, params)
+        new_updates, inner_state = _update(updates, state.inner_state, params)
+        return new_updates, MaskedState(inner_state=inner_state)
+
+    def _update(updates, state, params):
         if params is None:
             raise ValueError(
                 f"{owner}.update: params are required to add weight decay (u = g + "
