@@ -170,11 +170,17 @@ def scale_by_sign() -> GradientTransformation:
 
 
 def _safe_norm(x: jax.Array, min_norm: Any, dtype: Any) -> jax.Array:
-    """`max(||x||_2, min_norm)` (Frobenius over all elements) with a finite gradient at 0."""
-    sq = jnp.sum(abs_sq(x, dtype))
-    small = sq <= jnp.square(jnp.asarray(min_norm, dtype))
-    norm = jnp.sqrt(jnp.where(small, 1, sq))
-    return jnp.where(small, jnp.asarray(min_norm, dtype), norm)
+    """`max(||x||_2, min_norm)` (Frobenius over all elements) with a finite gradient at 0.
+
+    The norm is `sqrt(sum(|x|^2))` as written (XLA simplifies it to `|x|` for a scalar leaf, as
+    it does for optax); the gradient is kept finite by computing it a second time on `x`
+    replaced by ones where the norm is at most `min_norm`.
+    """
+    norm = jnp.sqrt(jnp.sum(abs_sq(x, dtype)))
+    small = norm <= min_norm
+    safe_x = jnp.where(small, jnp.ones_like(x), x)
+    safe_norm = jnp.sqrt(jnp.sum(abs_sq(safe_x, dtype)))
+    return jnp.where(small, jnp.asarray(min_norm, dtype), safe_norm)
 
 
 def trust_ratio_leaf(
