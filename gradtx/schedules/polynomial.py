@@ -59,6 +59,12 @@ def polynomial_schedule(
     Returns:
         A function of the step count.
 
+    The values are bit-identical to optax 0.2.8's (the same operations in the same order),
+    with one deliberate exception: under `jit`, XLA may divide by `T` through its reciprocal,
+    so that the base `1 - (t - B)/T` is about `-3e-8` instead of 0 from `t = B + T` on. optax
+    then returns NaN for a non-integer `P`; gradtx clamps the base at 0 and returns `E`. (For an
+    integer `P` both return the same value, which can be an ulp away from `E`.)
+
     Example:
         >>> import gradtx
         >>> sched = gradtx.polynomial_schedule(1.0, 0.0, power=2, transition_steps=10)
