@@ -88,6 +88,12 @@ def check_state(name: str, init: Callable, updates: Any, state: Any) -> None:
         exp_paths, got_paths = tree_paths(expected), tree_paths(state)
         missing = sorted(set(exp_paths) - set(got_paths))
         extra = sorted(set(got_paths) - set(exp_paths))
+        if updates is None or any(x is None for x in jax.tree.leaves(updates, is_leaf=lambda x: x is None)):
+            raise ValueError(
+                f"{name}.update received None updates (for {extra[:5] or 'the whole tree'}); only "
+                f"stateless transformations accept None updates. Give zeros for frozen leaves, or "
+                f"wrap the transformation in `masked` so it never sees them."
+            )
         raise ValueError(
             f"{name}.update: the updates tree does not match the tree the state was built for; "
             f"state leaves missing for the updates: {missing[:5]}; state leaves with no "

@@ -373,7 +373,8 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     """Return `params + updates`, leaf by leaf, keeping each param's dtype.
 
     A `None` update leaves the param as it is. Raises a `ValueError` naming the path when the trees
-    or the leaf shapes differ.
+    or the leaf shapes differ, and a `TypeError` naming the path when a float update would be added
+    to an integer param (optax truncates it toward zero, so small updates are silently lost).
     """
     p_paths, _ = jax.tree_util.tree_flatten_with_path(params, is_leaf=lambda x: x is None)
     u_def = jax.tree_util.tree_structure(updates, is_leaf=lambda x: x is None)
@@ -394,8 +395,16 @@ def apply_updates(params: Params, updates: Updates) -> Params:
                 f"apply_updates: shape mismatch at {jax.tree_util.keystr(path)}: params "
                 f"{jnp.shape(p)} vs updates {jnp.shape(u)}"
             )
-        p_arr = jnp.asarray(p)
-        out.append((p_arr + jnp.asarray(u)).astype(p_arr.dtype))
+        p_arr, u_arr = jnp.asarray(p), jnp.asarray(u)
+        if jnp.issubdtype(p_arr.dtype, jnp.integer) and jnp.issubdtype(u_arr.dtype, jnp.inexact):
+            raise TypeError(
+                f"apply_updates: params{jax.tree_util.keystr(path)} has integer dtype {p_arr.dtype} "
+                f"but its update is {u_arr.dtype}: adding would truncate toward zero (an update "
+                f"smaller than 1 would be lost at every step). Keep integer leaves out of the "
+                f"optimized params (e.g. nnx.Optimizer(..., wrt=nnx.Param)), or give them integer "
+                f"updates."
+            )
+        out.append((p_arr + u_arr).astype(p_arr.dtype))
     return jax.tree_util.tree_unflatten(p_def, out)
 
 

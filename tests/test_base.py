@@ -157,3 +157,20 @@ def test_public_signatures_carry_real_annotations():
     assert checked > 80
     assert inspect.signature(gradtx.adam).parameters["b1"].annotation is float
     assert inspect.signature(gradtx.chain).return_annotation is gradtx.GradientTransformation
+
+
+def test_apply_updates_refuses_float_updates_on_integer_params():
+    # optax truncates toward zero: an int param moved by -0.001 per step never moves (silently).
+    params = {"w": jnp.ones(2), "step": jnp.array(3, jnp.int32)}
+    with pytest.raises(TypeError, match=r"params\['step'\] has integer dtype int32 but its update is float32"):
+        gradtx.apply_updates(params, {"w": jnp.ones(2), "step": jnp.array(-0.001)})
+    out = gradtx.apply_updates(params, {"w": jnp.ones(2), "step": jnp.array(2, jnp.int32)})
+    assert out["step"].dtype == jnp.int32 and int(out["step"]) == 5
+    np.testing.assert_array_equal(out["w"], [2.0, 2.0])
+
+
+def test_none_updates_to_a_stateful_transformation_say_so():
+    tx = gradtx.sgd(0.1, momentum=0.9)
+    params = {"w": jnp.ones(3), "b": jnp.ones(2)}
+    with pytest.raises(ValueError, match=r"sgd\.update received None updates .*trace\['b'\].*stateless"):
+        tx.update({"w": jnp.ones(3), "b": None}, tx.init(params), params)
