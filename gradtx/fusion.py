@@ -71,7 +71,6 @@ depends on this; only compile time does.
 
 import contextlib
 import contextvars
-import dataclasses
 import os
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -79,9 +78,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from gradtx import _validation as _v
+from gradtx._fused_layout import Layout, from_view, layout_of, to_view
 from gradtx.base import GradientTransformation, OptState, describe
 
 __all__ = [
@@ -109,7 +108,6 @@ with momentum and below ~8K for Adam, and costs 1.3-2x above 16K.
 DEFAULT_MIN_LEAVES = 8
 """[`maybe_fuse`][gradtx.fusion.maybe_fuse] fuses only trees with at least this many small leaves."""
 
-_FUSED_PREFIX = "fused:"
 _ENABLED = contextvars.ContextVar("gradtx_fusion_enabled", default=True)
 
 
@@ -123,139 +121,6 @@ class FusedState(NamedTuple):
     """
 
     inner: OptState
-
-
-# --------------------------------------------------------------------------------------------
-# Layout: where every leaf goes in the fused view
-# --------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class _Piece:
-    index: int  # position among the tree's leaves
-    offset: int  # start in its group's buffer
-    size: int
-    shape: tuple[int, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class _Layout:
-    treedef: Any
-    num_leaves: int
-    groups: dict[str, tuple[_Piece, ...]]  # key "fused:<dtype>" -> pieces in tree order
-    singles: dict[str, int]  # key "leaf:<index>" -> leaf index, for leaves left as they are
-
-    @property
-    def num_fused(self) -> int:
-        return sum(len(pieces) for pieces in self.groups.values())
-
-
-def _layout(tree: Any, max_leaf_size: int) -> _Layout:
-    """The fused layout of `tree`, a function of its structure, shapes and dtypes only."""
-    paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
-    groups: dict[str, list[_Piece]] = {}
-    fill: dict[str, int] = {}
-    singles: dict[str, int] = {}
-    for index, (_path, leaf) in enumerate(paths_leaves):
-        shape = tuple(int(d) for d in jnp.shape(leaf))
-        size = int(np.prod(shape, dtype=np.int64))
-        if size > max_leaf_size:
-            # keyed by position, not by path: the same tree may reach init and update with
-            # different path spellings (flax nnx.State of Variables at init, of arrays in update)
-            singles[f"leaf:{index}"] = index
-            continue
-        key = _FUSED_PREFIX + jnp.dtype(jnp.result_type(leaf)).name
-        offset = fill.get(key, 0)
-        groups.setdefault(key, []).append(_Piece(index, offset, size, shape))
-        fill[key] = offset + size
-    return _Layout(
-        treedef=treedef,
-        num_leaves=len(paths_leaves),
-        groups={k: tuple(v) for k, v in groups.items()},
-        singles=singles,
-    )
-
-
-def _to_view(tree: Any, layout: _Layout, what: str, check_dtype: bool = True) -> dict[str, jax.Array]:
-    """Concatenate the small leaves of `tree` per group; keep the large ones."""
-    try:
-        leaves = layout.treedef.flatten_up_to(tree)
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"fused: the {what} do not have the structure of the updates: {err}") from None
-    view: dict[str, jax.Array] = {}
-    for key, pieces in layout.groups.items():
-        dtype = jnp.dtype(key[len(_FUSED_PREFIX):])
-        parts = []
-        for piece in pieces:
-            leaf = jnp.asarray(leaves[piece.index])
-            if check_dtype and leaf.dtype != dtype:
-                raise ValueError(
-                    f"fused: leaf {piece.index} of the {what} has dtype {leaf.dtype} but the "
-                    f"updates' leaf has dtype {dtype}; the fused path needs params and updates of "
-                    f"the same dtype, leaf by leaf (build the transformation without fusion)."
-                )
-            parts.append(lax.reshape(leaf, (piece.size,)))
-        view[key] = parts[0] if len(parts) == 1 else lax.concatenate(parts, 0)
-    for key, index in layout.singles.items():
-        view[key] = leaves[index]
-    return view
-
-
-def _opaque_offsets(offsets: list[int], buffers: list[jax.Array]) -> list[jax.Array]:
-    """The integers `offsets` as uint32 scalars whose values XLA cannot see at compile time.
-
-    They come out of a stable sort of a runtime two-element key (always already sorted, so the
-    sort is the identity). XLA then gives every slice of the same size the same kernel instead
-    of one kernel per constant offset. Falls back to constants when no runtime float is at hand.
-    """
-    probe = next(
-        (b for b in buffers if b.size and jnp.issubdtype(b.dtype, jnp.inexact)),
-        None,
-    )
-    if probe is None or not offsets:
-        return [np.uint32(o) for o in offsets]
-    first = lax.slice(probe, (0,), (1,))
-    nan = lax.convert_element_type(lax.ne(first, first), jnp.int32)  # 0, or 1 for NaN
-    key = lax.concatenate([nan, lax.full((1,), 1, jnp.int32)], 0)
-    values = [np.array([o, 0], np.uint32) for o in offsets]
-    sorted_ = lax.sort([key, *values], num_keys=1, is_stable=True)
-    return [lax.reshape(lax.slice(v, (0,), (1,)), ()) for v in sorted_[1:]]
-
-
-def _from_view(view: dict[str, jax.Array], layout: _Layout, static: bool = False) -> Any:
-    """Cut the group buffers of `view` back into leaves; inverse of `_to_view`.
-
-    Pieces whose (buffer dtype, shape) occurs more than once are cut at opaque offsets, so they
-    share one compiled kernel; the others are cut at constant offsets (their kernel is unique
-    either way, and a static slice is cheaper at run time). `static=True` cuts everything at
-    constant offsets (for eager use, where compilation does not matter).
-    """
-    leaves: list[Any] = [None] * layout.num_leaves
-    cut: list[tuple[jax.Array, _Piece]] = []
-    for key, pieces in layout.groups.items():
-        buffer = view[key]
-        if len(pieces) == 1:
-            leaves[pieces[0].index] = lax.reshape(buffer, pieces[0].shape)
-        else:
-            cut.extend((buffer, piece) for piece in pieces)
-    classes: dict[tuple[str, tuple[int, ...]], int] = {}
-    for buffer, piece in cut:
-        k = (str(buffer.dtype), piece.shape)
-        classes[k] = classes.get(k, 0) + 1
-    shared = [] if static else [(b, p) for b, p in cut if classes[(str(b.dtype), p.shape)] > 1]
-    shared_ids = {id(p) for _, p in shared}
-    for buffer, piece in cut:
-        if id(piece) not in shared_ids:
-            part = lax.slice(buffer, (piece.offset,), (piece.offset + piece.size,))
-            leaves[piece.index] = lax.reshape(part, piece.shape)
-    if shared:
-        offsets = _opaque_offsets([p.offset for _, p in shared], [b for b, _ in shared])
-        for (buffer, piece), start in zip(shared, offsets, strict=True):
-            part = lax.dynamic_slice(buffer, (start,), (piece.size,), allow_negative_indices=False)
-            leaves[piece.index] = lax.reshape(part, piece.shape)
-    for key, index in layout.singles.items():
-        leaves[index] = view[key]
-    return layout.treedef.unflatten(leaves)
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,8 +138,8 @@ def _check_inner(owner: str, inner: Any) -> None:
 
 def _fused_transform(inner: GradientTransformation, max_leaf_size: int) -> GradientTransformation:
     def init(params):
-        layout = _layout(params, max_leaf_size)
-        return FusedState(inner=inner.init(_to_view(params, layout, "params")))
+        layout = layout_of(params, max_leaf_size)
+        return FusedState(inner=inner.init(to_view(params, layout, "params")))
 
     def update(updates, state, params=None, **extra_args):
         if not isinstance(state, FusedState):
@@ -282,11 +147,11 @@ def _fused_transform(inner: GradientTransformation, max_leaf_size: int) -> Gradi
                 f"fused.update expected a FusedState, got {type(state).__name__}; build the state "
                 f"with this transformation's init."
             )
-        layout = _layout(updates, max_leaf_size)
-        view = _to_view(updates, layout, "updates")
-        view_params = None if params is None else _to_view(params, layout, "params")
+        layout = layout_of(updates, max_leaf_size)
+        view = to_view(updates, layout, "updates")
+        view_params = None if params is None else to_view(params, layout, "params")
         new_view, inner_state = inner.update(view, state.inner, view_params, **extra_args)
-        return _from_view(new_view, layout), FusedState(inner=inner_state)
+        return from_view(new_view, layout), FusedState(inner=inner_state)
 
     update._gradtx_fused = True  # type: ignore[attr-defined]
     return GradientTransformation(init, update)
@@ -340,7 +205,7 @@ def fused(inner: GradientTransformation, max_leaf_size: int = DEFAULT_MAX_LEAF_S
     return _fused_transform(inner, int(max_leaf_size))
 
 
-def _same_tree(candidate: Any, layout: _Layout, shapes: list[tuple[int, ...]]) -> bool:
+def _same_tree(candidate: Any, layout: Layout, shapes: list[tuple[int, ...]]) -> bool:
     try:
         leaves, treedef = jax.tree.flatten(candidate)
     except Exception:  # pragma: no cover
@@ -368,14 +233,14 @@ def unfuse_state(state: Any, params: Any, max_leaf_size: int = DEFAULT_MAX_LEAF_
     """
     if not isinstance(state, FusedState):
         return state
-    layout = _layout(params, int(max_leaf_size))
+    layout = layout_of(params, int(max_leaf_size))
     keys = set(layout.groups) | set(layout.singles)
 
     def is_view(x: Any) -> bool:
         return isinstance(x, dict) and set(x) == keys
 
     return jax.tree.map(
-        lambda x: _from_view(x, layout, static=True) if is_view(x) else x, state.inner, is_leaf=is_view
+        lambda x: from_view(x, layout, static=True) if is_view(x) else x, state.inner, is_leaf=is_view
     )
 
 
@@ -394,14 +259,14 @@ def fuse_state(state: Any, params: Any, max_leaf_size: int = DEFAULT_MAX_LEAF_SI
     Returns:
         A [`FusedState`][gradtx.fusion.FusedState].
     """
-    layout = _layout(params, int(max_leaf_size))
+    layout = layout_of(params, int(max_leaf_size))
     shapes = [tuple(jnp.shape(x)) for x in jax.tree.leaves(params)]
 
     def is_tree(x: Any) -> bool:
         return _same_tree(x, layout, shapes)
 
     inner = jax.tree.map(
-        lambda x: _to_view(x, layout, "state", check_dtype=False) if is_tree(x) else x, state, is_leaf=is_tree
+        lambda x: to_view(x, layout, "state", check_dtype=False) if is_tree(x) else x, state, is_leaf=is_tree
     )
     return FusedState(inner=inner)
 
