@@ -188,7 +188,7 @@ ROWS: list[Any] = [
     same("add_decayed_weights", lambda m: m.add_decayed_weights(0.1)),
     same("add_decayed_weights_mask", lambda m: m.add_decayed_weights(0.1, mask=_decay_mask)),
     same("add_decayed_weights_schedule", lambda m: m.add_decayed_weights(m.exponential_decay(0.1, 5, 0.5))),
-    same("add_noise", lambda m: m.add_noise(0.01, 0.55, seed=3)),
+    same("add_noise", lambda m: m.add_noise(0.01, 0.55, key=jax.random.key(3))),
     same("clip", lambda m: m.chain(m.clip(0.3), m.sgd(0.1))),
     same("clip_by_global_norm", lambda m: m.chain(m.clip_by_global_norm(0.5), m.sgd(0.1))),
     same("zero_nans", lambda m: m.chain(m.zero_nans(), m.sgd(0.1)), _nan_grads),
