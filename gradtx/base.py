@@ -17,6 +17,7 @@ state handed to `update` was made by this transformation's `init` for a tree of 
 structure and shapes as the incoming updates.
 """
 
+import collections
 import contextvars
 import functools
 import inspect
@@ -343,7 +344,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
 
 @describe(checks_state=False)
 def named_chain(*transforms: tuple[str, GradientTransformation]) -> GradientTransformation:
-    """Like [`chain`][gradtx.chain], with the state a dict keyed by the given names.
+    """Like [`chain`][gradtx.chain], with the state an `OrderedDict` keyed by the given names.
 
     Args:
         *transforms: `(name, transformation)` pairs; names must be unique strings.
@@ -358,13 +359,15 @@ def named_chain(*transforms: tuple[str, GradientTransformation]) -> GradientTran
     inner = _chain_transform(tuple(t for _, t in transforms))
 
     def init(params):
-        return dict(zip(names, inner.init(params), strict=True))
+        return collections.OrderedDict(zip(names, inner.init(params), strict=True))
 
     def update(updates, state, params=None, **extra_args):
-        if not isinstance(state, dict) or list(state) != names:
-            raise TypeError(f"named_chain.update expected a dict state with keys {names}")
+        # jit returns a dict's keys sorted, so the keys are compared as a set, not in order
+        if not isinstance(state, Mapping) or sorted(state) != sorted(names):
+            got = sorted(state) if isinstance(state, Mapping) else type(state).__name__
+            raise TypeError(f"named_chain.update expected a dict state with keys {names}, got {got}")
         updates, new = inner.update(updates, tuple(state[n] for n in names), params, **extra_args)
-        return updates, dict(zip(names, new, strict=True))
+        return updates, collections.OrderedDict(zip(names, new, strict=True))
 
     return GradientTransformation(init, update)
 

@@ -290,12 +290,11 @@ def _tolerance(dtype) -> dict[str, float]:
     return dict(rtol=2e-2, atol=2e-2)  # bfloat16
 
 
-def _assert_close(a, b, what: str = "") -> None:
+def _assert_close(a, b, what: str = "", tolerance_dtype=None) -> None:
     _assert_same_layout(a, b, what)
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_allclose(
-            np.asarray(x, np.float64), np.asarray(y, np.float64), err_msg=what, **_tolerance(jnp.result_type(x))
-        )
+        tol = _tolerance(tolerance_dtype or jnp.result_type(x))
+        np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(y, np.float64), err_msg=what, **tol)
 
 
 # --------------------------------------------------------------------------------------------
@@ -333,9 +332,12 @@ def test_jit_matches_eager(name, data):
     grads = [data.draw(like(params), label=f"g{i}") for i in range(2)]
     eager_u, eager_s, eager_p = _run(tx, params, grads)
     jit_u, jit_s, jit_p = _run(tx, params, grads, update=jax.jit(tx.update))
-    _assert_close(jit_u, eager_u, f"{name} updates")
-    _assert_close(jit_s[-1], eager_s[-1], f"{name} state")
-    _assert_close(jit_p, eager_p, f"{name} params")
+    # a bfloat16 moment rounds each step's `decay * m` eagerly; under jit XLA keeps that product in
+    # float32 (as for optax), so float32 updates then agree only to bfloat16 precision
+    low = next((v for v in gradtx.hyperparams(tx).values() if v is jnp.bfloat16), None)
+    _assert_close(jit_u, eager_u, f"{name} updates", low)
+    _assert_close(jit_s[-1], eager_s[-1], f"{name} state", low)
+    _assert_close(jit_p, eager_p, f"{name} params", low)
 
 
 # --------------------------------------------------------------------------------------------

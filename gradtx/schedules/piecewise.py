@@ -43,11 +43,12 @@ def piecewise_constant_schedule(
     boundaries, scales = check_boundaries_and_scales(owner, boundaries_and_scales)
 
     def schedule(step):
-        if not boundaries:
-            return init_value
-        value = jnp.asarray(init_value)
+        value = init_value
         for boundary, scale in zip(boundaries, scales):
-            value = jnp.where(step < boundary, value, scale * value)
+            # `before` is 1 before the boundary and 0 from it on; the blend below is optax's
+            # arithmetic (not a select), so that XLA simplifies it the same way in any chain
+            before = jnp.maximum(0.0, jnp.sign(boundary - step))
+            value = value * before + (1 - before) * scale * value
         return value
 
     return schedule

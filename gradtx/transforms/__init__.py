@@ -38,7 +38,7 @@ from gradtx.transforms.scaling import (
     scale_by_sign,
     scale_by_trust_ratio,
 )
-from gradtx.transforms.weight_decay import AddDecayedWeightsState, add_decayed_weights
+from gradtx.transforms.weight_decay import AddDecayedWeightsState, WeightDecaySchedule, add_decayed_weights
 
 __all__ = [
     "AddDecayedWeightsState",
@@ -54,6 +54,7 @@ __all__ = [
     "ScaleByRssState",
     "ScaleByScheduleState",
     "TraceState",
+    "WeightDecaySchedule",
     "ZeroNansState",
     "add_decayed_weights",
     "add_noise",

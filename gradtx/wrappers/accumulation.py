@@ -236,7 +236,8 @@ class MultiSteps:
                 mini_step=(safe_increment(state.mini_step) % k_steps).astype(jnp.int32),
                 gradient_step=jnp.where(emit, safe_increment(state.gradient_step), state.gradient_step),
                 inner_opt_state=new_inner,
-                acc_grads=jax.tree.map(lambda a: jnp.where(emit, jnp.zeros_like(a), a), acc_grads),
+                # reset by multiplying with 0 (not selecting zeros): a negative sum resets to -0.0 as in optax
+                acc_grads=jax.tree.map(lambda a: ((1 - emit) * a).astype(a.dtype), acc_grads),
                 skip_state=skip_state,
             )
 
