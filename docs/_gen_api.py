@@ -82,7 +82,7 @@ PAGES = {
 # order of the sections on a page (modules not listed come after, alphabetically)
 MODULE_ORDER = [
     "gradtx.base", "gradtx.inspection", "gradtx.checkpoint",
-    "gradtx.transforms.scaling", "gradtx.transforms.momentum", "gradtx.transforms.adaptive",
+    "gradtx.transforms.scaling", "gradtx.transforms.momentum", "gradtx.transforms.adam_family", "gradtx.transforms.rms_family",
     "gradtx.transforms.clipping", "gradtx.transforms.weight_decay", "gradtx.transforms.noise",
     "gradtx.optimizers.sgd", "gradtx.optimizers.adam", "gradtx.optimizers.rms",
     "gradtx.optimizers.lion", "gradtx.optimizers.lamb",

@@ -116,7 +116,7 @@ def _check_aliases(params):
 
 
 # gradtx keeps these statistics in float32 for 16-bit params, where optax keeps the param's dtype
-# (see gradtx/transforms/adaptive.py, "Low precision"): the one deliberate difference of layout
+# (see gradtx/transforms/adam_family.py, "Low precision"): the one deliberate difference of layout
 FLOAT32_STATS = ("nu", "nu_max", "sum_of_squares")
 
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import gradtx
-from gradtx.transforms import adaptive
+from gradtx.transforms import adam_family
 
 
 def max_rel_dev(a, b):
@@ -252,7 +252,7 @@ def test_per_leaf_functions_match_factory():
     u_tree, _ = tx.update(tree, tx.init(tree))
     flat = jnp.concatenate([x.ravel() for x in jax.tree.leaves(tree)])
     count = jnp.int32(1)
-    u_flat, _, _ = adaptive.adam_leaf(
+    u_flat, _, _ = adam_family.adam_leaf(
         flat, jnp.zeros_like(flat), jnp.zeros_like(flat), 1 - 0.9**count, 1 - 0.999**count,
         b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0,
     )

@@ -4,22 +4,14 @@ Every factory returns a `GradientTransformation(init, update)` with the names, a
 defaults of optax 0.2.8's transformation of the same name.
 """
 
-from gradtx.transforms.adaptive import (
+from gradtx.transforms.adam_family import (
     ScaleByAdamState,
     ScaleByAmsgradState,
     ScaleByLionState,
-    ScaleByRmsState,
-    ScaleByRmsWithCountState,
-    ScaleByRssState,
-    ScaleByRStdDevState,
-    ScaleByRStdDevWithCountState,
     scale_by_adam,
     scale_by_adamax,
     scale_by_amsgrad,
     scale_by_lion,
-    scale_by_rms,
-    scale_by_rss,
-    scale_by_stddev,
 )
 from gradtx.transforms.clipping import (
     ZeroNansState,
@@ -30,6 +22,16 @@ from gradtx.transforms.clipping import (
 )
 from gradtx.transforms.momentum import EmaState, TraceState, ema, trace
 from gradtx.transforms.noise import AddNoiseState, add_noise
+from gradtx.transforms.rms_family import (
+    ScaleByRmsState,
+    ScaleByRmsWithCountState,
+    ScaleByRssState,
+    ScaleByRStdDevState,
+    ScaleByRStdDevWithCountState,
+    scale_by_rms,
+    scale_by_rss,
+    scale_by_stddev,
+)
 from gradtx.transforms.scaling import (
     ScaleByScheduleState,
     scale,

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from gradtx import _validation as _v
 from gradtx.base import GradientTransformation, Updates, describe
 from gradtx.numerics import cast, compute_dtype, debias_factor, float_updates, safe_increment, tree_zeros_like
-from gradtx.transforms.adaptive import moment_leaf
+from gradtx.transforms._moments import moment_leaf
 
 __all__ = ["EmaState", "TraceState", "ema", "ema_leaf", "trace", "trace_leaf"]
 

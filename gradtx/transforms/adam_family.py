@@ -1,17 +1,18 @@
-r"""Adaptive (per-coordinate) rescalings: Adam, AMSGrad, Adamax, Lion, RMSProp, Adagrad.
+r"""Adam-family rescalings: Adam (and NAdam), AMSGrad, Adamax and Lion.
 
-Every transformation here follows optax 0.2.8's numerics exactly for float32 inputs. The
-per-leaf arithmetic lives in small pure functions (`adam_leaf`, `rms_leaf`, ...) that take one
-gradient leaf and its state leaves and return the update and the new state leaves; the factories
-apply them with `jax.tree.map`, and the same functions can be applied to flattened buffers.
+Every transformation here follows optax 0.2.8's numerics bit for bit for float32 inputs under
+`jax.jit`. The per-leaf arithmetic lives in small pure functions (`adam_leaf`, `lion_leaf`, ...)
+that take one gradient leaf and its state leaves and return the update and the new state leaves;
+the factories apply them leaf by leaf, and the same functions apply to flattened buffers.
 
 Low precision. Divisions and square roots are done in at least float32 and the update is cast
 back to the incoming gradient's dtype, so float16 / bfloat16 gradients never meet an `eps` that
 underflows to zero (optax returns NaN for zero float16 gradients). Second-moment statistics
 (`nu`, `nu_max`, `sum_of_squares`) are stored in the real dtype of the params widened to at
 least float32 (see [`stat_dtype`][gradtx.numerics.stat_dtype]): float32 for float16, bfloat16
-and complex64 params. First moments are stored in the params' dtype, or in `mu_dtype` when it
-is given. Complex gradients use `|g|^2` (a real number) in every second moment.
+and complex64 params (the one place where the state's dtypes differ from optax's). First moments
+are stored in the params' dtype, or in `mu_dtype` when it is given. Complex gradients use
+`|g|^2` (a real number) in every second moment.
 """
 
 from typing import Any, Literal, NamedTuple
@@ -26,37 +27,30 @@ from gradtx.numerics import (
     cast,
     compute_dtype,
     debias_factor,
-    float_updates,
-    full_like_param,
     safe_increment,
-    stat_dtype,
     tree_zeros_like,
+)
+from gradtx.transforms._moments import (
+    canonical_dtype,
+    check_beta,
+    check_nonneg,
+    map_leaves,
+    moment_leaf,
+    stat_full,
 )
 
 __all__ = [
     "ScaleByAdamState",
     "ScaleByAmsgradState",
     "ScaleByLionState",
-    "ScaleByRStdDevState",
-    "ScaleByRStdDevWithCountState",
-    "ScaleByRmsState",
-    "ScaleByRmsWithCountState",
-    "ScaleByRssState",
     "adam_leaf",
     "adamax_leaf",
     "amsgrad_leaf",
     "lion_leaf",
-    "moment_leaf",
-    "rms_leaf",
-    "rss_leaf",
     "scale_by_adam",
     "scale_by_adamax",
     "scale_by_amsgrad",
     "scale_by_lion",
-    "scale_by_rms",
-    "scale_by_rss",
-    "scale_by_stddev",
-    "stddev_leaf",
 ]
 
 
@@ -87,86 +81,6 @@ class ScaleByLionState(NamedTuple):
 
     count: jax.Array
     mu: Updates
-
-
-class ScaleByRmsState(NamedTuple):
-    """State of [`scale_by_rms`][gradtx.scale_by_rms] without bias correction."""
-
-    nu: Updates
-
-
-class ScaleByRmsWithCountState(NamedTuple):
-    """State of [`scale_by_rms`][gradtx.scale_by_rms] with `bias_correction=True`."""
-
-    count: jax.Array
-    nu: Updates
-
-
-class ScaleByRStdDevState(NamedTuple):
-    """State of [`scale_by_stddev`][gradtx.scale_by_stddev] without bias correction."""
-
-    mu: Updates
-    nu: Updates
-
-
-class ScaleByRStdDevWithCountState(NamedTuple):
-    """State of [`scale_by_stddev`][gradtx.scale_by_stddev] with `bias_correction=True`."""
-
-    count: jax.Array
-    mu: Updates
-    nu: Updates
-
-
-class ScaleByRssState(NamedTuple):
-    """State of [`scale_by_rss`][gradtx.scale_by_rss]: the running sum of squared gradients."""
-
-    sum_of_squares: Updates
-
-
-# --------------------------------------------------------------------------------------------
-# Helpers
-# --------------------------------------------------------------------------------------------
-
-
-def _canonical_dtype(dtype: Any) -> Any:
-    return None if dtype is None else jax.dtypes.canonicalize_dtype(dtype)
-
-
-def _stat_full(params: Any, value: Any) -> Any:
-    return jax.tree.map(lambda p: full_like_param(p, value, stat_dtype(p)), params)
-
-
-def _check_beta(owner: str, name: str, value: Any) -> None:
-    _v.check_real(owner, name, value, low=0.0, high=1.0, high_inclusive=False)
-
-
-def _check_nonneg(owner: str, name: str, value: Any) -> None:
-    _v.check_real(owner, name, value, low=0.0)
-
-
-def _map_leaves(fn: Any, n_out: int, *trees: Any) -> tuple[Any, ...]:
-    """Map `fn` (returning an `n_out`-tuple) over trees; return `n_out` trees.
-
-    `trees[0]` is the updates: Python-scalar and integer leaves enter as floats (`float_updates`).
-    """
-    trees = (float_updates(trees[0]), *trees[1:])
-    treedef = jax.tree.structure(trees[0])
-    leaves = [treedef.flatten_up_to(t) for t in trees]
-    outs = [fn(*args) for args in zip(*leaves, strict=True)]
-    return tuple(treedef.unflatten([o[i] for o in outs]) for i in range(n_out))
-
-
-def moment_leaf(g: jax.Array, m: jax.Array, decay: Any, dtype: Any) -> jax.Array:
-    """The moving average `(1 - decay)·g + decay·m` of one leaf, in `dtype`.
-
-    For float32 (or wider) gradients this is optax's expression as it stands: the product
-    `decay·m` is rounded in the moment's own dtype (bfloat16 with `mu_dtype=jnp.bfloat16`) before
-    it is added, so that the result is bit-identical to optax's. Low-precision gradients are
-    widened to `dtype` (at least float32) first, product included.
-    """
-    if g.dtype == dtype:
-        return (1 - decay) * g + cast(decay * m, dtype)
-    return (1 - decay) * cast(g, dtype) + decay * cast(m, dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,71 +202,6 @@ def lion_leaf(
     return cast(update, g.dtype), cast(mu_new, mu.dtype)
 
 
-def rms_leaf(
-    g: jax.Array,
-    nu: jax.Array,
-    bc: jax.Array | None = None,
-    *,
-    decay: Any,
-    eps: Any,
-    eps_in_sqrt: bool = True,
-) -> tuple[jax.Array, jax.Array]:
-    """One RMSProp step on one leaf: `nu ← decay·nu + (1-decay)·|g|²`, `u = g / sqrt(nu + eps)`.
-
-    `bc` (`1 - decay**t`) applies bias correction to `nu`; `eps_in_sqrt=False` uses
-    `g / (sqrt(nu) + eps)`.
-    """
-    nu_new = (1 - decay) * abs_sq(g, nu.dtype) + decay * nu
-    nu_hat = nu_new if bc is None else nu_new / cast(bc, nu_new.dtype)
-    if eps_in_sqrt:
-        scaling = jax.lax.rsqrt(nu_hat + eps)
-    else:
-        scaling = 1 / (jnp.sqrt(nu_hat) + eps)
-    cdt = compute_dtype(g.dtype, scaling.dtype)
-    update = cast(scaling, cdt) * cast(g, cdt)
-    return cast(update, g.dtype), cast(nu_new, nu.dtype)
-
-
-def stddev_leaf(
-    g: jax.Array,
-    mu: jax.Array,
-    nu: jax.Array,
-    bc: jax.Array | None = None,
-    *,
-    decay: Any,
-    eps: Any,
-    eps_in_sqrt: bool = True,
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """One centred-RMSProp step on one leaf: `u = g / sqrt(nu - |mu|² + eps)`.
-
-    The variance `nu - |mu|²` is clamped at 0 (rounding can make it slightly negative).
-    """
-    cdt = compute_dtype(g.dtype, mu.dtype)
-    mu_new = moment_leaf(g, mu, decay, cdt)
-    nu_new = (1 - decay) * abs_sq(g, nu.dtype) + decay * nu
-    if bc is None:
-        mu_hat, nu_hat = mu_new, nu_new
-    else:
-        mu_hat, nu_hat = mu_new / cast(bc, cdt), nu_new / cast(bc, nu_new.dtype)
-    var = jnp.maximum(nu_hat - abs_sq(mu_hat, nu_hat.dtype), 0)
-    if eps_in_sqrt:
-        scaling = jax.lax.rsqrt(var + eps)
-    else:
-        scaling = 1 / (jnp.sqrt(var) + eps)
-    cdt = compute_dtype(cdt, scaling.dtype)
-    update = cast(scaling, cdt) * cast(g, cdt)
-    return cast(update, g.dtype), cast(mu_new, mu.dtype), cast(nu_new, nu.dtype)
-
-
-def rss_leaf(g: jax.Array, sum_sq: jax.Array, *, eps: Any) -> tuple[jax.Array, jax.Array]:
-    """One Adagrad step on one leaf: `s ← s + |g|²`, `u = g / sqrt(s + eps)` (0 where `s = 0`)."""
-    s_new = abs_sq(g, sum_sq.dtype) + sum_sq
-    scaling = jnp.where(s_new > 0, jax.lax.rsqrt(s_new + eps), 0.0)
-    cdt = compute_dtype(g.dtype, scaling.dtype)
-    update = cast(scaling, cdt) * cast(g, cdt)
-    return cast(update, g.dtype), cast(s_new, sum_sq.dtype)
-
-
 # --------------------------------------------------------------------------------------------
 # Factories
 # --------------------------------------------------------------------------------------------
@@ -393,7 +242,7 @@ def scale_by_adam(
 
     Returns:
         A `GradientTransformation` with state
-        [`ScaleByAdamState`][gradtx.transforms.adaptive.ScaleByAdamState]`(count, mu, nu)`.
+        [`ScaleByAdamState`][gradtx.transforms.adam_family.ScaleByAdamState]`(count, mu, nu)`.
         `nu` is kept in float32 for float16/bfloat16 params.
 
     References:
@@ -409,18 +258,18 @@ def scale_by_adam(
         [1.0, -1.0]
     """
     owner = "scale_by_adam"
-    _check_beta(owner, "b1", b1)
-    _check_beta(owner, "b2", b2)
-    _check_nonneg(owner, "eps", eps)
-    _check_nonneg(owner, "eps_root", eps_root)
+    check_beta(owner, "b1", b1)
+    check_beta(owner, "b2", b2)
+    check_nonneg(owner, "eps", eps)
+    check_nonneg(owner, "eps_root", eps_root)
     _v.check_dtype(owner, "mu_dtype", mu_dtype, allow_complex=True)
     _v.check_bool(owner, "nesterov", nesterov)
-    mu_dtype = _canonical_dtype(mu_dtype)
+    mu_dtype = canonical_dtype(mu_dtype)
 
     def init(params):
         _v.check_state_params(owner, params, mu_dtype)
         return ScaleByAdamState(
-            count=jnp.zeros([], jnp.int32), mu=tree_zeros_like(params, mu_dtype), nu=_stat_full(params, 0.0)
+            count=jnp.zeros([], jnp.int32), mu=tree_zeros_like(params, mu_dtype), nu=stat_full(params, 0.0)
         )
 
     def update(updates, state, params=None, **extra_args):
@@ -433,7 +282,7 @@ def scale_by_adam(
         def leaf(g, mu, nu):
             return adam_leaf(g, mu, nu, bc1, bc2, bc1_next, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
 
-        new_updates, mu, nu = _map_leaves(leaf, 3, updates, state.mu, state.nu)
+        new_updates, mu, nu = map_leaves(leaf, 3, updates, state.mu, state.nu)
         return new_updates, ScaleByAdamState(count=count, mu=mu, nu=nu)
 
     return GradientTransformation(init, update)
@@ -471,22 +320,22 @@ def scale_by_amsgrad(
         Reddi, Kale & Kumar, *On the Convergence of Adam and Beyond*, ICLR 2018.
     """
     owner = "scale_by_amsgrad"
-    _check_beta(owner, "b1", b1)
-    _check_beta(owner, "b2", b2)
-    _check_nonneg(owner, "eps", eps)
-    _check_nonneg(owner, "eps_root", eps_root)
+    check_beta(owner, "b1", b1)
+    check_beta(owner, "b2", b2)
+    check_nonneg(owner, "eps", eps)
+    check_nonneg(owner, "eps_root", eps_root)
     _v.check_dtype(owner, "mu_dtype", mu_dtype, allow_complex=True)
     _v.check_bool(owner, "bias_correction_mu", bias_correction_mu)
     _v.check_bool(owner, "bias_correction_nu", bias_correction_nu)
-    mu_dtype = _canonical_dtype(mu_dtype)
+    mu_dtype = canonical_dtype(mu_dtype)
 
     def init(params):
         _v.check_state_params(owner, params, mu_dtype)
         return ScaleByAmsgradState(
             count=jnp.zeros([], jnp.int32),
             mu=tree_zeros_like(params, mu_dtype),
-            nu=_stat_full(params, 0.0),
-            nu_max=_stat_full(params, 0.0),
+            nu=stat_full(params, 0.0),
+            nu_max=stat_full(params, 0.0),
         )
 
     def update(updates, state, params=None, **extra_args):
@@ -498,7 +347,7 @@ def scale_by_amsgrad(
         def leaf(g, mu, nu, nu_max):
             return amsgrad_leaf(g, mu, nu, nu_max, bc1, bc2, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
 
-        new_updates, mu, nu, nu_max = _map_leaves(leaf, 4, updates, state.mu, state.nu, state.nu_max)
+        new_updates, mu, nu, nu_max = map_leaves(leaf, 4, updates, state.mu, state.nu, state.nu_max)
         return new_updates, ScaleByAmsgradState(count=count, mu=mu, nu=nu, nu_max=nu_max)
 
     return GradientTransformation(init, update)
@@ -523,14 +372,14 @@ def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Gr
         Kingma & Ba, *Adam: A Method for Stochastic Optimization*, ICLR 2015 (section 7.1).
     """
     owner = "scale_by_adamax"
-    _check_beta(owner, "b1", b1)
-    _check_beta(owner, "b2", b2)
-    _check_nonneg(owner, "eps", eps)
+    check_beta(owner, "b1", b1)
+    check_beta(owner, "b2", b2)
+    check_nonneg(owner, "eps", eps)
 
     def init(params):
         _v.check_state_params(owner, params)
         return ScaleByAdamState(
-            count=jnp.zeros([], jnp.int32), mu=tree_zeros_like(params), nu=_stat_full(params, 0.0)
+            count=jnp.zeros([], jnp.int32), mu=tree_zeros_like(params), nu=stat_full(params, 0.0)
         )
 
     def update(updates, state, params=None, **extra_args):
@@ -541,7 +390,7 @@ def scale_by_adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Gr
         def leaf(g, mu, nu):
             return adamax_leaf(g, mu, nu, bc1, b1=b1, b2=b2, eps=eps)
 
-        new_updates, mu, nu = _map_leaves(leaf, 3, updates, state.mu, state.nu)
+        new_updates, mu, nu = map_leaves(leaf, 3, updates, state.mu, state.nu)
         return new_updates, ScaleByAdamState(count=count, mu=mu, nu=nu)
 
     return GradientTransformation(init, update)
@@ -582,7 +431,7 @@ def scale_by_lion(
     if mode not in ("hard", "smooth", "refined"):
         raise ValueError(f"{owner}: mode must be one of 'hard', 'smooth', 'refined', got {mode!r}")
     _v.check_real(owner, "smooth_beta", smooth_beta, low=0.0, low_inclusive=False)
-    mu_dtype = _canonical_dtype(mu_dtype)
+    mu_dtype = canonical_dtype(mu_dtype)
 
     def init(params):
         _v.check_state_params(owner, params, mu_dtype)
@@ -594,176 +443,9 @@ def scale_by_lion(
         def leaf(g, mu):
             return lion_leaf(g, mu, b1=b1, b2=b2, mode=mode, smooth_beta=smooth_beta)
 
-        new_updates, mu = _map_leaves(leaf, 2, updates, state.mu)
+        new_updates, mu = map_leaves(leaf, 2, updates, state.mu)
         return new_updates, ScaleByLionState(count=safe_increment(state.count), mu=mu)
 
     return GradientTransformation(init, update)
 
 
-def _check_rms_args(owner, decay, eps, initial_scale, eps_in_sqrt, bias_correction) -> None:
-    _v.check_bool(owner, "eps_in_sqrt", eps_in_sqrt)
-    _v.check_bool(owner, "bias_correction", bias_correction)
-    if bias_correction:
-        _v.check_real(owner, "decay", decay, low=0.0, high=1.0, high_inclusive=False)
-    else:
-        _v.check_real(owner, "decay", decay, low=0.0, high=1.0)
-    _check_nonneg(owner, "eps", eps)
-    _check_nonneg(owner, "initial_scale", initial_scale)
-
-
-@describe
-def scale_by_rms(
-    decay: float = 0.9,
-    eps: float = 1e-8,
-    initial_scale: float = 0.0,
-    eps_in_sqrt: bool = True,
-    bias_correction: bool = False,
-) -> GradientTransformation:
-    r"""Rescale updates by the root of an exponential moving average of squared gradients.
-
-    $$v_t = \rho\, v_{t-1} + (1-\rho)|g|^2,\qquad u = \frac{g}{\sqrt{\hat v_t + \epsilon}}$$
-
-    (or $g / (\sqrt{\hat v_t} + \epsilon)$ with `eps_in_sqrt=False`), where
-    $\hat v_t = v_t/(1-\rho^t)$ with `bias_correction=True` and $\hat v_t = v_t$ otherwise.
-
-    Args:
-        decay: the decay $\rho$, default 0.9, in [0, 1] ([0, 1) with bias correction).
-        eps: stabilising constant, default 1e-8, >= 0.
-        initial_scale: initial value of $v$, default 0.0, >= 0.
-        eps_in_sqrt: add `eps` inside the square root, default True.
-        bias_correction: divide $v_t$ by $1-\rho^t$, default False.
-
-    Returns:
-        A `GradientTransformation` with state `ScaleByRmsState(nu)`, or
-        `ScaleByRmsWithCountState(count, nu)` when `bias_correction=True`. `nu` is float32 for
-        float16/bfloat16 params.
-
-    References:
-        Tieleman & Hinton, *Lecture 6.5 — RMSProp*, COURSERA: Neural Networks for Machine
-        Learning, 2012.
-    """
-    _check_rms_args("scale_by_rms", decay, eps, initial_scale, eps_in_sqrt, bias_correction)
-
-    def init(params):
-        _v.check_state_params("scale_by_rms", params)
-        nu = _stat_full(params, initial_scale)
-        if bias_correction:
-            return ScaleByRmsWithCountState(count=jnp.zeros([], jnp.int32), nu=nu)
-        return ScaleByRmsState(nu=nu)
-
-    def update(updates, state, params=None, **extra_args):
-        del params, extra_args
-        if bias_correction:
-            count = safe_increment(state.count)
-            bc = debias_factor(decay, count)
-        else:
-            bc = None
-
-        def leaf(g, nu):
-            return rms_leaf(g, nu, bc, decay=decay, eps=eps, eps_in_sqrt=eps_in_sqrt)
-
-        new_updates, nu = _map_leaves(leaf, 2, updates, state.nu)
-        if bias_correction:
-            return new_updates, ScaleByRmsWithCountState(count=count, nu=nu)
-        return new_updates, ScaleByRmsState(nu=nu)
-
-    return GradientTransformation(init, update)
-
-
-@describe
-def scale_by_stddev(
-    decay: float = 0.9,
-    eps: float = 1e-8,
-    initial_scale: float = 0.0,
-    eps_in_sqrt: bool = True,
-    bias_correction: bool = False,
-) -> GradientTransformation:
-    r"""Rescale updates by the root of a centred moving variance of the gradients.
-
-    $$m_t = \rho\, m_{t-1} + (1-\rho) g,\quad v_t = \rho\, v_{t-1} + (1-\rho)|g|^2,\quad
-    u = \frac{g}{\sqrt{\max(\hat v_t - |\hat m_t|^2, 0) + \epsilon}}$$
-
-    (centred RMSProp), with the same `eps_in_sqrt` and `bias_correction` options as
-    [`scale_by_rms`][gradtx.scale_by_rms]. The variance is clamped at zero, so rounding
-    never produces a NaN.
-
-    Args:
-        decay: the decay $\rho$, default 0.9, in [0, 1] ([0, 1) with bias correction).
-        eps: stabilising constant, default 1e-8, >= 0.
-        initial_scale: initial value of $v$, default 0.0, >= 0.
-        eps_in_sqrt: add `eps` inside the square root, default True.
-        bias_correction: divide both moments by $1-\rho^t$, default False.
-
-    Returns:
-        A `GradientTransformation` with state `ScaleByRStdDevState(mu, nu)` or
-        `ScaleByRStdDevWithCountState(count, mu, nu)`.
-
-    References:
-        Graves, *Generating Sequences With Recurrent Neural Networks*, 2013 (eq. 38–41);
-        Tieleman & Hinton 2012 (RMSProp).
-    """
-    _check_rms_args("scale_by_stddev", decay, eps, initial_scale, eps_in_sqrt, bias_correction)
-
-    def init(params):
-        _v.check_state_params("scale_by_stddev", params)
-        mu = tree_zeros_like(params)
-        nu = _stat_full(params, initial_scale)
-        if bias_correction:
-            return ScaleByRStdDevWithCountState(count=jnp.zeros([], jnp.int32), mu=mu, nu=nu)
-        return ScaleByRStdDevState(mu=mu, nu=nu)
-
-    def update(updates, state, params=None, **extra_args):
-        del params, extra_args
-        if bias_correction:
-            count = safe_increment(state.count)
-            bc = debias_factor(decay, count)
-        else:
-            bc = None
-
-        def leaf(g, mu, nu):
-            return stddev_leaf(g, mu, nu, bc, decay=decay, eps=eps, eps_in_sqrt=eps_in_sqrt)
-
-        new_updates, mu, nu = _map_leaves(leaf, 3, updates, state.mu, state.nu)
-        if bias_correction:
-            return new_updates, ScaleByRStdDevWithCountState(count=count, mu=mu, nu=nu)
-        return new_updates, ScaleByRStdDevState(mu=mu, nu=nu)
-
-    return GradientTransformation(init, update)
-
-
-@describe
-def scale_by_rss(initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> GradientTransformation:
-    r"""Rescale updates by the root of the sum of all squared gradients so far (Adagrad).
-
-    $$s_t = s_{t-1} + |g|^2,\qquad u = \frac{g}{\sqrt{s_t + \epsilon}}\ \ (u = 0 \text{ where } s_t = 0).$$
-
-    Args:
-        initial_accumulator_value: initial value of $s$, default 0.1, >= 0.
-        eps: stabilising constant, default 1e-7, >= 0.
-
-    Returns:
-        A `GradientTransformation` with state `ScaleByRssState(sum_of_squares)` (float32 for
-        float16/bfloat16 params).
-
-    References:
-        Duchi, Hazan & Singer, *Adaptive Subgradient Methods for Online Learning and Stochastic
-        Optimization*, JMLR 2011.
-    """
-    owner = "scale_by_rss"
-    _check_nonneg(owner, "initial_accumulator_value", initial_accumulator_value)
-    _check_nonneg(owner, "eps", eps)
-
-    def init(params):
-        _v.check_state_params(owner, params)
-        return ScaleByRssState(sum_of_squares=_stat_full(params, initial_accumulator_value))
-
-    def update(updates, state, params=None, **extra_args):
-        del params, extra_args
-
-        def leaf(g, s):
-            return rss_leaf(g, s, eps=eps)
-
-        new_updates, sum_sq = _map_leaves(leaf, 2, updates, state.sum_of_squares)
-        return new_updates, ScaleByRssState(sum_of_squares=sum_sq)
-
-    return GradientTransformation(init, update)
