@@ -21,9 +21,11 @@ def _make_tx():
     )
 
 
-@pytest.mark.parametrize("make_tx", [_make_tx, lambda: gradtx.sgd(1e-2, momentum=0.9, nesterov=True)])
-def test_orbax_restore_continues_bit_identically(tmp_path, make_tx):
-    tx = make_tx()
+def _train_with_checkpoint(tx, path, steps):
+    """Train `steps` steps, save `{params, opt_state}` to `path`, train `steps` more (uninterrupted).
+
+    Returns the initial params, the jitted step, the checkpointer and the final params and state.
+    """
     x = jax.random.normal(jax.random.key(0), (8, 4))
     params = {"w": 0.3 * jax.random.normal(jax.random.key(1), (4, 3)), "b": jnp.zeros(3)}
 
@@ -33,15 +35,21 @@ def test_orbax_restore_continues_bit_identically(tmp_path, make_tx):
         return gradtx.apply_updates(params, updates), state
 
     p, s = params, tx.init(params)
-    for _ in range(10):
+    for _ in range(steps):
         p, s = step(p, s)
     ckpt = ocp.StandardCheckpointer()
-    path = tmp_path / "ckpt"
     ckpt.save(path, {"params": p, "opt_state": s})
     ckpt.wait_until_finished()
-
-    for _ in range(10):  # uninterrupted run
+    for _ in range(steps):
         p, s = step(p, s)
+    return params, step, ckpt, p, s
+
+
+@pytest.mark.parametrize("make_tx", [_make_tx, lambda: gradtx.sgd(1e-2, momentum=0.9, nesterov=True)])
+def test_orbax_restore_continues_bit_identically(tmp_path, make_tx):
+    tx = make_tx()
+    path = tmp_path / "ckpt"
+    params, step, ckpt, p, s = _train_with_checkpoint(tx, path, 10)
 
     # restore into an abstract target made from a fresh init: same tree types come back
     target = jax.eval_shape(lambda: {"params": params, "opt_state": tx.init(params)})
@@ -56,22 +64,7 @@ def test_orbax_restore_continues_bit_identically(tmp_path, make_tx):
 
 def test_restore_without_target_says_types_were_lost_and_retype_state_resumes(tmp_path):
     tx = gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.inject_hyperparams(gradtx.adamw)(learning_rate=1e-2))
-    x = jax.random.normal(jax.random.key(0), (8, 4))
-    params = {"w": 0.3 * jax.random.normal(jax.random.key(1), (4, 3)), "b": jnp.zeros(3)}
-
-    @jax.jit
-    def step(params, state):
-        updates, state = tx.update(jax.grad(_loss)(params, x), state, params)
-        return gradtx.apply_updates(params, updates), state
-
-    p, s = params, tx.init(params)
-    for _ in range(5):
-        p, s = step(p, s)
-    ckpt = ocp.StandardCheckpointer()
-    ckpt.save(tmp_path / "ckpt", {"params": p, "opt_state": s})
-    ckpt.wait_until_finished()
-    for _ in range(5):
-        p, s = step(p, s)
+    params, step, ckpt, p, s = _train_with_checkpoint(tx, tmp_path / "ckpt", 5)
 
     untyped = ckpt.restore(tmp_path / "ckpt")  # no target: lists, dicts and None come back
     with pytest.raises(TypeError, match=r"lost its types.*target=tx\.init\(params\).*retype_state"):

@@ -4,14 +4,8 @@ Adagrad (`scale_by_rss`).
 Every transformation here follows optax 0.2.8's numerics bit for bit for float32 inputs under
 `jax.jit`; the per-leaf arithmetic lives in `rms_leaf`, `stddev_leaf` and `rss_leaf`.
 
-Low precision. Divisions and square roots are done in at least float32 and the update is cast
-back to the incoming gradient's dtype, so float16 / bfloat16 gradients never meet an `eps` that
-underflows to zero (optax returns NaN for zero float16 gradients). Second-moment statistics
-(`nu`, `nu_max`, `sum_of_squares`) are stored in the real dtype of the params widened to at
-least float32 (see [`stat_dtype`][gradtx.numerics.stat_dtype]): float32 for float16, bfloat16
-and complex64 params (the one place where the state's dtypes differ from optax's). First moments
-are stored in the params' dtype, or in `mu_dtype` when it is given. Complex gradients use
-`|g|^2` (a real number) in every second moment.
+Low precision: as in [`gradtx.transforms.adam_family`][gradtx.transforms.adam_family] (statistics in
+at least float32, updates in the gradients' dtype).
 """
 
 from typing import Any, NamedTuple
