@@ -12,68 +12,32 @@ under jit and eagerly. The one deliberate difference, a fractional-power polynom
 where optax's jitted value is NaN after the transition, is checked at the end.
 """
 
+import importlib
+import pkgutil
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _bitwise import (
+    BF16,
+    Row,
+    assert_same,
+    decay_mask,
+    labels,
+    nan_grads,
+    row_of,
+    run,
+    same,
+    sparse_grads,
+)
 
 import gradtx
 
-STEPS = 25
-_SHAPES = [(3, 4), (5,), ()]  # few distinct shapes: each one costs compile time
-
-
-def _tree(n: int, seed: int = 0) -> dict:
-    """`n` float32 leaves of mixed shapes, nested (dict, list) so that the paths are non-trivial."""
-    keys = jax.random.split(jax.random.key(seed), n)
-    leaves = [jax.random.normal(k, _SHAPES[i % len(_SHAPES)], jnp.float32) for i, k in enumerate(keys)]
-    half = n // 2
-    return {"a": {f"w{i}": x for i, x in enumerate(leaves[:half])}, "b": leaves[half:]}
-
-
-def _grads(p, i):
-    # the gradient of a double well, tilted more at each step: cheap to compile (no sin/exp)
-    return jax.tree.map(lambda x: x * (x * x - 1.0) + 0.02 * i, p)
-
-
-def _nan_grads(p, i):
-    # some NaN entries (for zero_nans / apply_if_finite); which ones changes with the step
-    return jax.tree.map(lambda x: jnp.where(x * (i - 10.0) > 3.0, jnp.nan, x * (x * x - 1.0) + 0.02 * i), p)
-
-
-def _sparse_grads(p, i):
-    # exact zeros in many entries (sign, adamax, adagrad, trust-ratio corner cases)
-    return jax.tree.map(lambda x: jnp.where(jnp.abs(x) < 0.5, 0.0, x * (x * x - 1.0) + 0.02 * i), p)
-
-
-class Row(NamedTuple):
-    name: str
-    ours: Callable[[], Any]
-    theirs: Callable[[], Any]
-    grads: Callable = _grads
-
-
-def same(name: str, build: Callable[[Any], Any], grads: Callable = _grads) -> Row:
-    """A row whose two factories are the same call on `gradtx` and on `optax`."""
-    return Row(name, lambda: build(gradtx), lambda: build(optax), grads)
-
-
-BF16 = jnp.bfloat16
-
-
-def _decay_mask(p):
-    return jax.tree.map(lambda x: x.ndim > 1, p)
-
-
-def _labels(p):
-    return jax.tree.map(lambda x: "vec" if x.ndim == 1 else "other", p)
-
-
-# every schedule, as (name, builder taking the library module)
 SCHEDULE_BUILDERS: list[tuple[str, Callable[[Any], Any]]] = [
     ("constant", lambda m: m.constant_schedule(0.3)),
     ("linear", lambda m: m.linear_schedule(0.1, 0.01, 17, transition_begin=4)),
@@ -138,14 +102,14 @@ ROWS: list[Any] = [
     same("adam_mu_bf16", lambda m: m.adam(1e-2, mu_dtype=BF16)),
     same("adam_nesterov", lambda m: m.adam(1e-2, nesterov=True)),
     same("adamw", lambda m: m.adamw(1e-2)),
-    same("adamw_mask", lambda m: m.adamw(1e-2, weight_decay=0.1, mask=_decay_mask)),
+    same("adamw_mask", lambda m: m.adamw(1e-2, weight_decay=0.1, mask=decay_mask)),
     same("nadam", lambda m: m.nadam(1e-2)),
     same("nadamw", lambda m: m.nadamw(1e-2, weight_decay=0.05)),
     same("amsgrad", lambda m: m.amsgrad(1e-2)),
     same("adamax", lambda m: m.adamax(1e-2)),
-    same("adamax_sparse", lambda m: m.adamax(1e-2, b1=0.8, eps=1e-6), _sparse_grads),
+    same("adamax_sparse", lambda m: m.adamax(1e-2, b1=0.8, eps=1e-6), sparse_grads),
     same("adagrad", lambda m: m.adagrad(1e-2)),
-    same("adagrad_sparse", lambda m: m.adagrad(1e-1, initial_accumulator_value=0.0, eps=1e-10), _sparse_grads),
+    same("adagrad_sparse", lambda m: m.adagrad(1e-1, initial_accumulator_value=0.0, eps=1e-10), sparse_grads),
     same("rmsprop", lambda m: m.rmsprop(1e-2)),
     same("rmsprop_centered_momentum", lambda m: m.rmsprop(1e-2, centered=True, momentum=0.9)),
     same("rmsprop_nesterov", lambda m: m.rmsprop(1e-2, momentum=0.9, nesterov=True, initial_scale=1.0)),
@@ -154,7 +118,7 @@ ROWS: list[Any] = [
     same("lion", lambda m: m.lion(1e-3)),
     same("lion_wd_mu_bf16", lambda m: m.lion(1e-3, weight_decay=0.1, mu_dtype=BF16)),
     same("lamb", lambda m: m.lamb(1e-2)),
-    same("lamb_wd", lambda m: m.lamb(1e-2, weight_decay=0.01, mask=_decay_mask)),
+    same("lamb_wd", lambda m: m.lamb(1e-2, weight_decay=0.01, mask=decay_mask)),
     # ------------------------------------------------------------------ optimizers with schedules
     same("adam_warmup_cosine", lambda m: m.adam(m.warmup_cosine_decay_schedule(0.0, 1e-2, 5, 30))),
     same("sgd_linear", lambda m: m.sgd(m.linear_schedule(1e-2, 1e-3, 20))),
@@ -187,15 +151,15 @@ ROWS: list[Any] = [
     same("scale_by_lion_smooth", lambda m: m.scale_by_lion(mode="smooth", smooth_beta=2.0)),
     same("scale_by_lion_refined", lambda m: m.scale_by_lion(0.8, 0.9, mu_dtype=BF16, mode="refined")),
     same("scale_by_trust_ratio", lambda m: m.scale_by_trust_ratio()),
-    same("scale_by_trust_ratio_options", lambda m: m.scale_by_trust_ratio(0.5, 0.02, 1e-3), _sparse_grads),
-    same("scale_by_sign", lambda m: m.chain(m.scale_by_sign(), m.scale(-1e-2)), _sparse_grads),
+    same("scale_by_trust_ratio_options", lambda m: m.scale_by_trust_ratio(0.5, 0.02, 1e-3), sparse_grads),
+    same("scale_by_sign", lambda m: m.chain(m.scale_by_sign(), m.scale(-1e-2)), sparse_grads),
     same("add_decayed_weights", lambda m: m.add_decayed_weights(0.1)),
-    same("add_decayed_weights_mask", lambda m: m.add_decayed_weights(0.1, mask=_decay_mask)),
+    same("add_decayed_weights_mask", lambda m: m.add_decayed_weights(0.1, mask=decay_mask)),
     same("add_decayed_weights_schedule", lambda m: m.add_decayed_weights(m.exponential_decay(0.1, 5, 0.5))),
     same("add_noise", lambda m: m.add_noise(0.01, 0.55, key=jax.random.key(3))),
     same("clip", lambda m: m.chain(m.clip(0.3), m.sgd(0.1))),
     same("clip_by_global_norm", lambda m: m.chain(m.clip_by_global_norm(0.5), m.sgd(0.1))),
-    same("zero_nans", lambda m: m.chain(m.zero_nans(), m.sgd(0.1)), _nan_grads),
+    same("zero_nans", lambda m: m.chain(m.zero_nans(), m.sgd(0.1)), nan_grads),
     same("identity", lambda m: m.chain(m.identity(), m.scale(-0.01))),
     same("set_to_zero", lambda m: m.set_to_zero()),
     same("stateless", lambda m: m.chain(m.stateless(lambda u, p: jax.tree.map(lambda g, x: g * x * x, u, p)),
@@ -207,10 +171,10 @@ ROWS: list[Any] = [
     same("chain_by_hand", lambda m: m.chain(m.scale_by_adam(), m.add_decayed_weights(1e-2), m.scale_by_learning_rate(
         m.warmup_cosine_decay_schedule(0.0, 1e-2, 4, 25)))),
     same("named_chain", lambda m: m.named_chain(("clip", m.clip(0.5)), ("adam", m.adam(1e-2)))),
-    same("masked", lambda m: m.chain(m.masked(m.scale_by_adam(), _decay_mask), m.scale(-1e-2))),
+    same("masked", lambda m: m.chain(m.masked(m.scale_by_adam(), decay_mask), m.scale(-1e-2))),
     same("multi_transform", lambda m: m.multi_transform(
-        {"vec": m.adam(1e-2), "other": m.sgd(1e-2, momentum=0.9)}, _labels)),
-    same("apply_if_finite", lambda m: m.apply_if_finite(m.adam(1e-2), 3), _nan_grads),
+        {"vec": m.adam(1e-2), "other": m.sgd(1e-2, momentum=0.9)}, labels)),
+    same("apply_if_finite", lambda m: m.apply_if_finite(m.adam(1e-2), 3), nan_grads),
     same("multi_steps", lambda m: m.MultiSteps(m.adam(1e-2), every_k_schedule=3)),
     same("inject_hyperparams", lambda m: m.inject_hyperparams(m.adam)(
         learning_rate=m.linear_schedule(1e-2, 1e-3, 10), b1=0.8)),
@@ -226,70 +190,29 @@ ROWS: list[Any] = [
 # ----------------------------------------------------------------------------------------------
 
 
-def _run(lib, tx, grads):
-    """Initial states and the stacked `(params, updates, state)` of every step, for both trees."""
-    trees = (_tree(4), _tree(14, seed=1))
-    states = tuple(tx.init(p) for p in trees)
-
-    @jax.jit
-    def step(carry, i):
-        out = []
-        for params, state in carry:
-            updates, state = tx.update(grads(params, i), state, params)
-            out.append((lib.apply_updates(params, updates), state, updates))
-        return tuple(out)
-
-    carry = tuple(zip(trees, states, strict=True))
-    history = []
-    for i in range(STEPS):
-        result = step(carry, jnp.float32(i))
-        carry = tuple((p, s) for p, s, _ in result)
-        history.append(result)
-    # one host array per leaf, steps stacked along a new first axis
-    return states, jax.tree.map(lambda *xs: np.stack([_host(x) for x in xs]), *history)
 
 
-def _host(x):
-    """`x` as a NumPy array (the raw data of a PRNG key)."""
-    if isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
-        x = jax.random.key_data(x)
-    return np.asarray(x)
+def _family_rows() -> list[Any]:
+    """The rows of every `tests/_rows_<family>.py` module (one per optimizer family)."""
+    rows: list[Any] = []
+    here = Path(__file__).parent
+    for info in sorted(pkgutil.iter_modules([str(here)]), key=lambda m: m.name):
+        if info.name.startswith("_rows_"):
+            rows += importlib.import_module(info.name).ROWS
+    return rows
 
 
-def _bits(x):
-    """The bit pattern of a floating array (so that -0.0 != 0.0 and NaN == NaN)."""
-    return x.view(np.dtype(f"u{x.dtype.itemsize}")) if x.dtype.kind in "fcV" or x.dtype == BF16 else x
+ROWS += _family_rows()
 
 
-def _assert_same(ours, ref, what):
-    paths_ours = [jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_flatten_with_path(ours)[0]]
-    paths_ref = [jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_flatten_with_path(ref)[0]]
-    assert paths_ours == paths_ref, f"{what}: tree paths differ"
-    assert str(jax.tree.structure(ours)) == str(jax.tree.structure(ref)), f"{what}: tree structure differs"
-    for path, x, y in zip(paths_ref, jax.tree.leaves(ours), jax.tree.leaves(ref), strict=True):
-        x, y = _host(x), _host(y)
-        assert (x.dtype, x.shape) == (y.dtype, y.shape), f"{what}{path}: {x.dtype}{x.shape} vs {y.dtype}{y.shape}"
-        differ = _bits(x) != _bits(y)
-        if np.any(differ):
-            first = tuple(np.argwhere(differ)[0])
-            raise AssertionError(
-                f"{what}{path}: {int(differ.sum())} of {differ.size} elements differ in their bits; first at "
-                f"{first}: gradtx {x[first]!r}, optax {y[first]!r}"
-            )
-
-
-def _row(entry: Any) -> Row:
-    return entry.values[0] if hasattr(entry, "values") else entry
-
-
-@pytest.mark.parametrize("row", ROWS, ids=[_row(r).name for r in ROWS])
+@pytest.mark.parametrize("row", ROWS, ids=[row_of(r).name for r in ROWS])
 def test_trajectory_bit_identical_to_optax(row):
-    ours_init, ours = _run(gradtx, row.ours(), row.grads)
-    ref_init, ref = _run(optax, row.theirs(), row.grads)
-    _assert_same(ours_init, ref_init, "init state")
+    ours_init, ours = run(gradtx, row.ours(), row.grads)
+    ref_init, ref = run(optax, row.theirs(), row.grads)
+    assert_same(ours_init, ref_init, "init state")
     for t, tree in enumerate(("4-leaf", "14-leaf")):
         for k, part in enumerate(("params", "state", "updates")):
-            _assert_same(ours[t][k], ref[t][k], f"{tree} {part} (steps stacked on axis 0)")
+            assert_same(ours[t][k], ref[t][k], f"{tree} {part} (steps stacked on axis 0)")
 
 
 def _names_used(fn: Callable) -> set[str]:
@@ -313,7 +236,7 @@ def test_the_table_covers_every_name_shared_with_optax():
         n for n in gradtx.__all__
         if n[0].islower() and hasattr(optax, n) and callable(getattr(gradtx, n)) and n not in not_transformations
     }
-    used = set().union(*(_names_used(_row(r).ours) for r in ROWS), *(_names_used(b) for _, b in SCHEDULE_BUILDERS))
+    used = set().union(*(_names_used(row_of(r).ours) for r in ROWS), *(_names_used(b) for _, b in SCHEDULE_BUILDERS))
     assert shared <= used, f"names shared with optax that no row of ROWS uses: {sorted(shared - used)}"
 
 
@@ -327,10 +250,10 @@ SCHEDULE_STEPS = [*range(41), 100, 1000, 2**31 - 1]
 def _compare_schedule(ours, ref, name):
     jit_ours, jit_ref = jax.jit(ours), jax.jit(ref)
     for t in SCHEDULE_STEPS:
-        _assert_same(jit_ours(jnp.int32(t)), jit_ref(jnp.int32(t)), f"{name} jit step {t}")
+        assert_same(jit_ours(jnp.int32(t)), jit_ref(jnp.int32(t)), f"{name} jit step {t}")
     for t in [*SCHEDULE_STEPS[:25:2], *SCHEDULE_STEPS[-3:]]:
-        _assert_same(ours(t), ref(t), f"{name} eager int step {t}")
-        _assert_same(ours(jnp.int32(t)), ref(jnp.int32(t)), f"{name} eager int32 step {t}")
+        assert_same(ours(t), ref(t), f"{name} eager int step {t}")
+        assert_same(ours(jnp.int32(t)), ref(jnp.int32(t)), f"{name} eager int32 step {t}")
 
 
 @pytest.mark.parametrize(("name", "build"), SCHEDULE_BUILDERS, ids=[n for n, _ in SCHEDULE_BUILDERS])
@@ -347,7 +270,7 @@ def test_fractional_power_after_the_transition(transition_steps):
     ours, ref = jax.jit(gradtx.polynomial_schedule(*args)), jax.jit(optax.polynomial_schedule(*args))
     end = 3 + transition_steps
     for t in range(end):
-        _assert_same(ours(jnp.int32(t)), ref(jnp.int32(t)), f"step {t}")
+        assert_same(ours(jnp.int32(t)), ref(jnp.int32(t)), f"step {t}")
     assert np.isnan(ref(jnp.int32(end))), "optax no longer gives NaN here: make gradtx identical again"
     for t in (end, end + 1, 1000):
         assert float(ours(jnp.int32(t))) == np.float32(0.01)
