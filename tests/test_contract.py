@@ -1,0 +1,209 @@
+"""The contract every optimizer alias keeps: one table, one entry per alias.
+
+An alias joins by adding one zero-argument factory to `OPTIMIZERS` in its family's
+`tests/_rows_<family>.py` (and its out-of-range arguments to `INVALID`). Every entry then:
+
+* converges on a parabola (loss down to 5 % of its start in 300 jitted steps) and makes progress on
+  a Rosenbrock valley (loss at most half its start in 500 steps, updates scaled by 0.1 so that one
+  learning rate suits both problems);
+* gives the same numbers with and without `jax.jit`, and compiles its step once;
+* keeps bfloat16 params bfloat16 (updates of the params' dtype, finite);
+* runs under `inject_hyperparams` (numeric hyper-parameters injected) with the same numbers;
+* keeps every param-shaped state leaf sharded like its param on a mesh of 8 simulated devices.
+
+Every `update` receives `value`, `grad` and `value_fn` (line searches and Polyak steps use them;
+the others ignore them).
+"""
+
+import importlib
+import numbers
+import pkgutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import gradtx
+
+
+def _gather(attribute: str) -> list[Any]:
+    found: list[Any] = []
+    here = Path(__file__).parent
+    for info in sorted(pkgutil.iter_modules([str(here)]), key=lambda m: m.name):
+        if info.name.startswith("_rows_"):
+            module = importlib.import_module(info.name)
+            value = getattr(module, attribute, None)
+            if isinstance(value, dict):
+                found += [(f"{info.name[6:]}:{k}", v) for k, v in value.items()]
+            elif value:
+                found += [(f"{info.name[6:]}:{i}", v) for i, v in enumerate(value)]
+    return found
+
+
+OPTIMIZERS = _gather("OPTIMIZERS")
+INVALID = _gather("INVALID")
+_IDS = [name for name, _ in OPTIMIZERS]
+
+
+# --------------------------------------------------------------------------------------------
+# problems and the driver
+# --------------------------------------------------------------------------------------------
+
+_TARGET = {"w": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4), "b": jnp.array([0.5, -0.25, 1.0, 0.0, -1.5])}
+
+
+def parabola(params):
+    return 0.5 * sum(jnp.sum((params[k] - _TARGET[k]) ** 2) for k in _TARGET)
+
+
+def rosenbrock(params):
+    x, y = params["xy"][0], params["xy"][1]
+    return (1.0 - x) ** 2 + 5.0 * (y - x**2) ** 2
+
+
+def _parabola_start(dtype=jnp.float32):
+    return {"w": jnp.zeros((3, 4), dtype), "b": jnp.ones(5, dtype)}
+
+
+def _minimize(tx, loss, params, steps):
+    """Loss before and after `steps` jitted steps (one compiled scan)."""
+
+    @jax.jit
+    def run(params):
+        def body(carry, _):
+            params, state = carry
+            value, grad = jax.value_and_grad(loss)(params)
+            updates, state = tx.update(grad, state, params, value=value, grad=grad, value_fn=loss)
+            return (gradtx.apply_updates(params, updates), state), value
+
+        (params, _), _ = jax.lax.scan(body, (params, tx.init(params)), None, length=steps)
+        return loss(params)
+
+    return float(loss(params)), float(run(params))
+
+
+def _steps(tx, params, n, jit):
+    def step(params, state):
+        value, grad = jax.value_and_grad(parabola)(params)
+        updates, state = tx.update(grad, state, params, value=value, grad=grad, value_fn=parabola)
+        return gradtx.apply_updates(params, updates), state, updates
+
+    step = jax.jit(step) if jit else step
+    state = tx.init(params)
+    out = []
+    for _ in range(n):
+        params, state, updates = step(params, state)
+        out.append((params, updates))
+    return out, step
+
+
+# --------------------------------------------------------------------------------------------
+# the contract
+# --------------------------------------------------------------------------------------------
+
+
+def test_every_alias_joins_the_table():
+    # an alias without an entry would escape the contract: every optimizer alias exported at the
+    # top level must appear in some family's OPTIMIZERS (by the factory name it prints as)
+    printed = {repr(make()).split("(")[0] for _, make in OPTIMIZERS}
+    assert {"sgd", "adam", "adamw", "lion", "lamb"} <= printed
+    for name, make in OPTIMIZERS:
+        assert isinstance(make(), gradtx.GradientTransformation), name
+
+
+@pytest.mark.parametrize(("name", "make"), OPTIMIZERS, ids=_IDS)
+def test_converges_on_a_parabola_and_progresses_on_rosenbrock(name, make):
+    start, end = _minimize(make(), parabola, _parabola_start(), 300)
+    assert np.isfinite(end) and end <= 0.05 * start, f"{name}: parabola loss {start} -> {end}"
+    tx = gradtx.chain(make(), gradtx.scale(0.1))
+    start, end = _minimize(tx, rosenbrock, {"xy": jnp.array([-0.5, 0.8])}, 500)
+    assert np.isfinite(end) and end <= 0.5 * start, f"{name}: Rosenbrock loss {start} -> {end}"
+
+
+@pytest.mark.parametrize(("name", "make"), OPTIMIZERS, ids=_IDS)
+def test_jit_equals_eager_and_compiles_once(name, make):
+    tx = make()
+    eager, _ = _steps(tx, _parabola_start(), 3, jit=False)
+    jitted, step = _steps(tx, _parabola_start(), 3, jit=True)
+    for (pe, ue), (pj, uj) in zip(eager, jitted, strict=True):
+        for a, b in zip(jax.tree.leaves((pe, ue)), jax.tree.leaves((pj, uj)), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6, err_msg=name)
+    assert step._cache_size() == 1, f"{name}: the jitted step compiled {step._cache_size()} times"
+
+
+@pytest.mark.parametrize(("name", "make"), OPTIMIZERS, ids=_IDS)
+def test_bfloat16_params_stay_bfloat16(name, make):
+    params = _parabola_start(jnp.bfloat16)
+    out, _ = _steps(make(), params, 2, jit=True)
+    for new_params, updates in out:
+        for p, u in zip(jax.tree.leaves(new_params), jax.tree.leaves(updates), strict=True):
+            assert p.dtype == jnp.bfloat16 and u.dtype == jnp.bfloat16, (name, p.dtype, u.dtype)
+            assert np.all(np.isfinite(np.asarray(p, np.float32))), name
+
+
+def _is_numeric(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+@pytest.mark.parametrize(("name", "make"), OPTIMIZERS, ids=_IDS)
+def test_runs_under_inject_hyperparams(name, make):
+    tx = make()
+    info = getattr(tx.update, "_gradtx_info")
+    factory = getattr(gradtx, info[0])
+    arguments = dict(info[1])
+    static = [k for k, v in arguments.items() if not _is_numeric(v)]
+    injected = gradtx.inject_hyperparams(factory, static_args=static)(**arguments)
+    state = injected.init(_parabola_start())
+    numeric = {k for k, v in arguments.items() if _is_numeric(v)}
+    assert numeric <= set(state.hyperparams), (name, numeric - set(state.hyperparams))
+    plain, _ = _steps(tx, _parabola_start(), 3, jit=True)
+    inj, _ = _steps(injected, _parabola_start(), 3, jit=True)
+    for (pa, _), (pb, _) in zip(plain, inj, strict=True):
+        for a, b in zip(jax.tree.leaves(pa), jax.tree.leaves(pb), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.skipif(len(jax.devices()) < 8, reason="needs 8 (simulated) devices")
+@pytest.mark.parametrize(("name", "make"), OPTIMIZERS, ids=_IDS)
+def test_state_keeps_the_params_sharding(name, make):
+    mesh = Mesh(np.array(jax.devices()[:8]), ("x",))
+    shardings = {"w": NamedSharding(mesh, P("x", None)), "b": NamedSharding(mesh, P("x"))}
+    params = {
+        "w": jax.device_put(jnp.linspace(-1.0, 1.0, 64).reshape(16, 4), shardings["w"]),
+        "b": jax.device_put(jnp.ones(8), shardings["b"]),
+    }
+    tx = make()
+    by_shape = {tuple(p.shape): p.sharding for p in params.values()}
+
+    def check(state, when):
+        for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+            expected = by_shape.get(tuple(jnp.shape(leaf)))
+            if expected is not None and isinstance(leaf, jax.Array):
+                assert leaf.sharding.is_equivalent_to(expected, leaf.ndim), (
+                    f"{name} {when}: state{jax.tree_util.keystr(path)} is {leaf.sharding}, param is {expected}"
+                )
+
+    state = tx.init(params)
+    check(state, "after init")
+
+    @jax.jit
+    def step(params, state):
+        value, grad = jax.value_and_grad(lambda p: jnp.sum(p["w"] ** 2) + jnp.sum(p["b"] ** 2))(params)
+        updates, state = tx.update(grad, state, params, value=value, grad=grad)
+        return gradtx.apply_updates(params, updates), state
+
+    params, state = step(params, state)
+    check(state, "after a jitted step")
+
+
+@pytest.mark.parametrize(("name", "case"), INVALID, ids=[name for name, _ in INVALID] or None)
+def test_invalid_hyperparameters_name_the_argument(name, case: tuple[Callable, dict, str]):
+    factory, kwargs, argument = case
+    with pytest.raises((ValueError, TypeError), match=argument):
+        factory(**kwargs)
