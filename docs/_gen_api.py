@@ -37,7 +37,7 @@ PAGES = {
         "Building blocks: chain them with [`gradtx.chain`][gradtx.chain]. Update rules and "
         "references are in the guides ([SGD family](../guides/sgd.md), "
         "[adaptive methods](../guides/adaptive.md), [clipping](../guides/clipping.md)).",
-        ("gradtx.transforms",),
+        ("gradtx.transforms", "gradtx.linesearch"),
     ),
     "optimizers.md": (
         "Optimizers",
@@ -53,6 +53,11 @@ PAGES = {
         "Wrappers",
         "Transformations of transformations; see the [wrappers guide](../guides/wrappers.md).",
         ("gradtx.wrappers",),
+    ),
+    "microbatching.md": (
+        "Microbatching (`gradtx.microbatching`)",
+        "Evaluate a function (a loss, per-example gradients) on a large batch one slice at a time.",
+        ("gradtx.microbatching",),
     ),
     "curvature.md": (
         "Curvature (`gradtx.curvature`)",
@@ -73,28 +78,41 @@ PAGES = {
     ),
     "numerics.md": (
         "Numerics and testing utilities",
-        "Helpers shared by the transformations (`gradtx.numerics`), and finite-difference checks "
-        "of gradients and Hessian-vector products (`gradtx.gradcheck`).",
-        ("gradtx.numerics", "gradtx.gradcheck"),
+        "Helpers shared by the transformations and optax's numerically safe functions "
+        "(`gradtx.numerics`), optax's linear-algebra utilities (power iteration, inverse matrix "
+        "roots, non-negative least squares), and finite-difference checks of gradients and "
+        "Hessian-vector products (`gradtx.gradcheck`).",
+        ("gradtx.numerics", "gradtx.linalg", "gradtx.gradcheck"),
     ),
 }
 
 # order of the sections on a page (modules not listed come after, alphabetically)
 MODULE_ORDER = [
     "gradtx.base", "gradtx.inspection", "gradtx.checkpoint",
-    "gradtx.transforms.scaling", "gradtx.transforms.momentum", "gradtx.transforms.adam_family", "gradtx.transforms.rms_family",
+    "gradtx.transforms.scaling", "gradtx.transforms.momentum", "gradtx.transforms.adam_family",
+    "gradtx.transforms.adam_variants", "gradtx.transforms.adan_novograd_optimistic", "gradtx.transforms.rms_family",
     "gradtx.transforms.clipping", "gradtx.transforms.weight_decay", "gradtx.transforms.noise",
-    "gradtx.optimizers.sgd", "gradtx.optimizers.adam", "gradtx.optimizers.rms",
-    "gradtx.optimizers.lion", "gradtx.optimizers.lamb",
+    "gradtx.transforms.surgery", "gradtx.transforms.privacy",
+    "gradtx.transforms.sign", "gradtx.transforms.step_size_free",
+    "gradtx.transforms.factored", "gradtx.transforms.blockwise", "gradtx.transforms.adadelta",
+    "gradtx.optimizers.sgd", "gradtx.optimizers.adam", "gradtx.optimizers.adam_variants", "gradtx.optimizers.rms",
+    "gradtx.optimizers.lion", "gradtx.optimizers.lamb", "gradtx.optimizers.privacy",
+    "gradtx.optimizers.sign", "gradtx.optimizers.step_size_free",
+    "gradtx.optimizers.adafactor", "gradtx.optimizers.layerwise",
+    "gradtx.transforms.lbfgs", "gradtx.linesearch.zoom", "gradtx.linesearch.backtracking",
+    "gradtx.linesearch.common", "gradtx.optimizers.lbfgs",
     "gradtx.schedules.polynomial", "gradtx.schedules.piecewise", "gradtx.schedules.exponential",
     "gradtx.schedules.cosine", "gradtx.schedules.onecycle", "gradtx.schedules.join",
     "gradtx.wrappers.masking", "gradtx.wrappers.finite", "gradtx.wrappers.accumulation",
     "gradtx.wrappers.hyperparams", "gradtx.wrappers.plateau", "gradtx.wrappers.flatten",
+    "gradtx.wrappers.freezing", "gradtx.wrappers.conditional", "gradtx.wrappers.periodic",
+    "gradtx.wrappers.lookahead", "gradtx.wrappers.monitoring", "gradtx.wrappers.protocol",
+    "gradtx.microbatching",
     "gradtx.curvature.operators", "gradtx.curvature.lanczos", "gradtx.curvature.trace",
     "gradtx.curvature.density", "gradtx.curvature.analysis", "gradtx.curvature.data",
     "gradtx.curvature",
     "gradtx.second_order.saddle", "gradtx.second_order.newton_cg",
-    "gradtx.fusion", "gradtx.numerics", "gradtx.gradcheck",
+    "gradtx.fusion", "gradtx.numerics", "gradtx.linalg", "gradtx.gradcheck",
 ]
 
 GRIFFE = None  # the package as griffe sees it (loaded in main)
@@ -103,7 +121,7 @@ GRIFFE = None  # the package as griffe sees it (loaded in main)
 EXTRA = {"gradtx.curvature.data": ["gradtx.curvature.data.as_args"]}
 
 # names exported from a sub-package namespace rather than the top level
-NAMESPACES = ("curvature", "second_order", "numerics", "fusion")
+NAMESPACES = ("curvature", "second_order", "numerics", "fusion", "contrib", "microbatching")
 
 
 def _shadowed(path: str) -> str | None:

@@ -72,6 +72,10 @@ class TransformUpdateFn(Protocol):
     ) -> tuple[Updates, OptState]: ...
 
 
+TransformUpdateExtraArgsFn = TransformUpdateFn
+"""optax's name for an `update` that accepts extra keyword arguments (every gradtx `update` does)."""
+
+
 class EmptyState(NamedTuple):
     """The state of a stateless transformation."""
 

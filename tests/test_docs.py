@@ -20,7 +20,7 @@ import gradtx
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-NAMESPACES = ("curvature", "second_order", "numerics", "fusion")  # public sub-namespaces of gradtx
+NAMESPACES = ("curvature", "second_order", "numerics", "fusion", "contrib", "microbatching")  # public sub-namespaces of gradtx
 
 
 def _pages() -> list[Path]:

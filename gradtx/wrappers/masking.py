@@ -17,6 +17,7 @@ __all__ = [
     "PartitionState",
     "masked",
     "multi_transform",
+    "partition",
 ]
 
 
@@ -80,12 +81,12 @@ def _is_mask_function(mask: MaskOrFn) -> bool:
 def _is_params_placeholder(tree: Any) -> bool:
     """Whether `tree` is the leafless stand-in `optax.tree.map_params` passes to `init`.
 
-    `optax.tree.map_params(tx, f, state)` calls `tx.init` on a placeholder to find where the
-    params trees sit in the state; a mask cannot be matched against it, so `init` hands the
-    placeholder to the inner transformation as optax's `masked` does.
+    `optax.tree.map_params(tx, f, state)` (and `gradtx.tree_map_params`) calls `tx.init` on a
+    placeholder to find where the params trees sit in the state; a mask cannot be matched against
+    it, so `init` hands the placeholder to the inner transformation as optax's `masked` does.
     """
     cls = type(tree)
-    return cls.__name__ == "_ParamsPlaceholder" and cls.__module__.split(".")[0] == "optax"
+    return cls.__name__ == "_ParamsPlaceholder" and cls.__module__.split(".")[0] in ("optax", "gradtx")
 
 
 def _resolve_mask(owner: str, mask: MaskOrFn, tree: Any) -> Any:
@@ -280,3 +281,7 @@ def multi_transform(
         return updates, PartitionState(new_states)
 
     return GradientTransformation(init, update)
+
+
+partition = multi_transform
+"""optax's newer name for [`multi_transform`][gradtx.multi_transform] (the same object)."""

@@ -1,0 +1,570 @@
+"""Microbatching: evaluate a function on a large batch one slice at a time, and combine.
+
+[`microbatch`][gradtx.microbatching.microbatch] splits the batch arguments of a function into
+`n` microbatches, evaluates the function on each in a `lax.fori_loop` (so only one microbatch's
+intermediate values are alive at a time) and combines the results with an
+[`Accumulator`][gradtx.microbatching.Accumulator]: a sum, a mean, a running mean or a
+concatenation ([`AccumulationType`][gradtx.microbatching.AccumulationType]), possibly a
+different one per output. [`micro_vmap`][gradtx.microbatching.micro_vmap] is a `jax.vmap`
+evaluated in microbatches, and [`micro_grad`][gradtx.microbatching.micro_grad] computes
+per-example gradients, transforms them (e.g. clips them) and reduces them, in microbatches.
+
+The names, arguments, defaults and numbers are those of `optax.microbatching` (optax 0.2.8).
+
+Microbatch `i` holds the batch rows `i, i + n, i + 2n, ...` (a column-major reshape of the batch
+axis into `(n, microbatch_size)`), so a batch axis sharded over devices stays sharded inside each
+microbatch. `CONCAT` puts the rows back in their original order.
+"""
+
+import dataclasses
+import enum
+import functools
+import numbers
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gradtx._validation import check_int, is_traced
+
+__all__ = [
+    "AccumulationType",
+    "Accumulator",
+    "micro_grad",
+    "micro_vmap",
+    "microbatch",
+    "reshape_batch_axis",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Accumulator:
+    """How the results of the microbatches are combined.
+
+    For results `x_0 … x_{n-1}` of the `n` microbatches, the combined result is
+
+        carry = init(shape_and_dtype_of(x_0))
+        for i in range(n): carry = update(carry, x_i, i)
+        result = finalize(carry)
+
+    and [`micro_vmap`][gradtx.microbatching.micro_vmap] reduces the stacked results of one
+    microbatch with `aggregate` first.
+
+    Attributes:
+        init: `f(shape_dtype_struct_tree) -> carry`, the initial carry.
+        update: `f(carry, value, index) -> carry`, folds in the result of microbatch `index`.
+        finalize: `f(carry) -> result`.
+        aggregate: `f(values) -> value`, reduces a batch axis 0 of per-example values.
+    """
+
+    init: Callable[[Any], Any]
+    update: Callable[[Any, Any, Any], Any]
+    finalize: Callable[[Any], Any]
+    aggregate: Callable[[Any], Any]
+
+
+class AccumulationType(enum.Enum):
+    """The built-in ways of combining the microbatches' results."""
+
+    MEAN = enum.auto()
+    """The mean over the microbatches (the sum divided by their number `n`)."""
+    SUM = enum.auto()
+    """The sum over the microbatches."""
+    RUNNING_MEAN = enum.auto()
+    """The mean over the microbatches actually run (`num_real_microbatches` of them)."""
+    CONCAT = enum.auto()
+    """The results concatenated along axis 0, rows in the original batch order."""
+
+
+class Aux(NamedTuple):
+    """The per-example outputs of [`micro_grad`][gradtx.microbatching.micro_grad]."""
+
+    values: Any
+    metrics: Any
+    aux: Any
+
+
+# ----------------------------------------------------------------------------------------------
+# the accumulators
+# ----------------------------------------------------------------------------------------------
+
+
+def _leafwise(acc: Accumulator) -> Accumulator:
+    """An accumulator of arrays, applied leaf by leaf to trees."""
+    return Accumulator(
+        init=lambda shapes: jax.tree.map(acc.init, shapes),
+        update=lambda carry, value, i: jax.tree.map(lambda c, v: acc.update(c, v, i), carry, value),
+        finalize=lambda carry: jax.tree.map(acc.finalize, carry),
+        aggregate=lambda values: jax.tree.map(acc.aggregate, values),
+    )
+
+
+def _floating_zeros(shape: Any) -> jax.Array:
+    if not jnp.issubdtype(shape.dtype, jnp.floating):
+        raise ValueError(
+            f"microbatch: MEAN and RUNNING_MEAN average the results, which must be floating point; "
+            f"got a result of dtype {shape.dtype}. Use SUM, or return floats."
+        )
+    return jnp.zeros_like(shape)
+
+
+def _add(carry: jax.Array, value: jax.Array, index: Any) -> jax.Array:
+    del index
+    return carry + value
+
+
+def _sum() -> Accumulator:
+    return _leafwise(Accumulator(jnp.zeros_like, _add, lambda x: x, functools.partial(jnp.sum, axis=0)))
+
+
+def _check_count(num_microbatches: Any) -> None:
+    if num_microbatches <= 0:
+        raise ValueError(f"microbatch: the number of microbatches must be >= 1, got {num_microbatches}")
+
+
+def _mean(num_microbatches: int) -> Accumulator:
+    _check_count(num_microbatches)
+    return _leafwise(
+        Accumulator(
+            _floating_zeros, _add, lambda carry: carry / num_microbatches, functools.partial(jnp.mean, axis=0)
+        )
+    )
+
+
+def _running_mean() -> Accumulator:
+    def update(carry, value, index):
+        # the mean of the first index + 1 results: old mean weighted by index / (index + 1)
+        weight = index / (index + 1)
+        return carry * weight + value * (1 - weight)
+
+    return _leafwise(Accumulator(_floating_zeros, update, lambda x: x, functools.partial(jnp.mean, axis=0)))
+
+
+def _explicit_sharding(x: Any) -> Any:
+    """The sharding of `x` when all its mesh axes are explicit (`jax.sharding.AxisType.Explicit`), else None."""
+    sharding = getattr(jax.typeof(x), "sharding", None)
+    mesh = getattr(sharding, "mesh", None)
+    if mesh is None or not getattr(mesh, "are_all_axes_explicit", False):
+        return None
+    return sharding
+
+
+def _concat(num_microbatches: int) -> Accumulator:
+    _check_count(num_microbatches)
+
+    def init(shape):
+        return jnp.broadcast_to(jnp.zeros_like(shape), (num_microbatches, *shape.shape))
+
+    def update(carry, value, index):
+        return carry.at[index].set(value)
+
+    def finalize(carry):
+        # (n, microbatch_size, ...) back to (batch, ...), undoing reshape_batch_axis's order
+        sharding = _explicit_sharding(carry)
+        if sharding is None:
+            return carry.reshape(-1, *carry.shape[2:], order="F")
+        spec = jax.sharding.PartitionSpec(*sharding.spec[1:]) if sharding.spec else jax.sharding.PartitionSpec()
+        out = jax.sharding.NamedSharding(sharding.mesh, spec)
+        return carry.reshape(-1, *carry.shape[2:], order="F", out_sharding=out)
+
+    return _leafwise(Accumulator(init, update, finalize, lambda x: x))
+
+
+def _builtin(kind: AccumulationType, num_microbatches: int) -> Accumulator:
+    if kind is AccumulationType.MEAN:
+        return _mean(num_microbatches)
+    if kind is AccumulationType.SUM:
+        return _sum()
+    if kind is AccumulationType.RUNNING_MEAN:
+        return _running_mean()
+    return _concat(num_microbatches)
+
+
+def _is_accumulator_leaf(x: Any) -> bool:
+    return isinstance(x, (Accumulator, AccumulationType))
+
+
+def _check_accumulator(owner: str, accumulator: Any) -> None:
+    leaves = jax.tree.leaves(accumulator, is_leaf=_is_accumulator_leaf)
+    bad = [leaf for leaf in leaves if not _is_accumulator_leaf(leaf)]
+    if bad or not leaves:
+        raise TypeError(
+            f"{owner}: accumulator must be an Accumulator, an AccumulationType or a pytree (a "
+            f"prefix of the function's output) of them, got {accumulator!r}"
+        )
+
+
+def _resolve(accumulator: Any, num_microbatches: int) -> Accumulator:
+    """One tree-level accumulator from a (prefix) tree of accumulators and accumulation types."""
+    tree = jax.tree.map(
+        lambda a: a if isinstance(a, Accumulator) else _builtin(a, num_microbatches),
+        accumulator,
+        is_leaf=_is_accumulator_leaf,
+    )
+
+    def each(fn_name: str, *trees: Any) -> Any:
+        return jax.tree.map(lambda acc, *xs: getattr(acc, fn_name)(*xs), tree, *trees,
+                            is_leaf=lambda x: isinstance(x, Accumulator))
+
+    return Accumulator(
+        init=lambda shapes: each("init", shapes),
+        update=lambda carry, value, i: jax.tree.map(
+            lambda acc, c, v: acc.update(c, v, i), tree, carry, value, is_leaf=lambda x: isinstance(x, Accumulator)
+        ),
+        finalize=lambda carry: each("finalize", carry),
+        aggregate=lambda values: each("aggregate", values),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# splitting the batch
+# ----------------------------------------------------------------------------------------------
+
+
+def reshape_batch_axis(tree: Any, microbatch_size: int, axis: int = 0) -> Any:
+    """Split the batch axis of every leaf into `(num_microbatches, microbatch_size)`.
+
+    The reshape is column-major: microbatch `i` holds the rows `i, i + n, i + 2n, ...` (`n` the
+    number of microbatches), so a sharding of the batch axis carries over to the
+    `microbatch_size` axis and each microbatch stays spread over the devices.
+
+    Args:
+        tree: a pytree of arrays, each with a batch axis at `axis` whose size is a multiple of
+            `microbatch_size`.
+        microbatch_size: integer >= 1, the rows per microbatch.
+        axis: default 0, the batch axis.
+
+    Returns:
+        The tree with each leaf's batch axis replaced by the two axes `(n, microbatch_size)`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.microbatching import reshape_batch_axis
+        >>> reshape_batch_axis(jnp.arange(6), 2).tolist()
+        [[0, 3], [1, 4], [2, 5]]
+    """
+    check_int("reshape_batch_axis", "microbatch_size", microbatch_size, low=1)
+    check_int("reshape_batch_axis", "axis", axis, low=0)
+
+    def split(x):
+        new_shape = (*x.shape[:axis], -1, microbatch_size, *x.shape[axis + 1 :])
+        sharding = _explicit_sharding(x)
+        if sharding is None:
+            return x.reshape(new_shape, order="F")
+        spec = sharding.spec
+        if len(spec) < axis:  # the batch axis is not sharded
+            new_spec = spec
+        else:
+            new_spec = jax.sharding.PartitionSpec(*spec[:axis], None, spec[axis], *spec[axis + 1 :])
+        shards = x.shape[axis] // sharding.shard_shape(x.shape)[axis]
+        if microbatch_size % shards != 0:
+            raise ValueError(
+                f"reshape_batch_axis: the batch axis is split over {shards} devices, which must "
+                f"divide microbatch_size={microbatch_size}"
+            )
+        return x.reshape(new_shape, order="F", out_sharding=jax.sharding.NamedSharding(sharding.mesh, new_spec))
+
+    return jax.tree.map(split, tree)
+
+
+def _as_tuple(owner: str, name: str, value: Any, kind: type) -> tuple:
+    """`value` (one item of type `kind` or a sequence of them) as a tuple; a TypeError otherwise."""
+    what = "a string" if kind is str else "an integer"
+    items = (value,) if isinstance(value, kind) else value
+    if not isinstance(items, (tuple, list)) or not all(
+        isinstance(item, kind) and not isinstance(item, bool) for item in items
+    ):
+        raise TypeError(f"{owner}: {name} must be {what} or a sequence of them, got {value!r}")
+    return tuple(items)
+
+
+def _split_batch_arguments(owner, microbatch_size, argnums, argnames, in_axes, args, kwargs):
+    """`args`, `kwargs` with their batch arguments split, and the (common) batch size."""
+    batch_args = [args[i] for i in argnums] + [kwargs[name] for name in argnames]
+    sizes = []
+    for axis, arg in zip(in_axes, batch_args, strict=True):
+        sizes += [x.shape[axis] for x in jax.tree.leaves(arg)]
+    if not sizes:
+        raise ValueError(f"{owner}: the batch arguments {list(argnums) + list(argnames)} hold no arrays")
+    if len(set(sizes)) > 1:
+        raise ValueError(f"{owner}: the batch arguments must have equal batch sizes, got {sizes}")
+    batch_size = sizes[0]
+    if batch_size % microbatch_size != 0:
+        raise ValueError(
+            f"{owner}: the batch size {batch_size} must be a multiple of microbatch_size={microbatch_size}"
+        )
+    new_args, new_kwargs = list(args), dict(kwargs)
+    for i, axis in zip(argnums, in_axes, strict=False):
+        new_args[i] = reshape_batch_axis(args[i], microbatch_size, axis)
+    for name, axis in zip(argnames, in_axes[len(argnums) :], strict=True):
+        new_kwargs[name] = reshape_batch_axis(kwargs[name], microbatch_size, axis)
+    return tuple(new_args), new_kwargs, batch_size
+
+
+# ----------------------------------------------------------------------------------------------
+# the public transformations
+# ----------------------------------------------------------------------------------------------
+
+
+def microbatch(
+    fun: Callable[..., Any],
+    argnums: int | Sequence[int],
+    microbatch_size: int | None,
+    accumulator: Any = AccumulationType.SUM,
+    *,
+    argnames: str | Sequence[str] = (),
+    in_axes: int | Sequence[int] = 0,
+    num_real_microbatches: int | jax.Array | None = None,
+) -> Callable[..., Any]:
+    """`fun` evaluated one microbatch at a time, the results combined by `accumulator`.
+
+    With the batch arguments split into `n = batch_size / microbatch_size` microbatches `b_i`
+    (see [`reshape_batch_axis`][gradtx.microbatching.reshape_batch_axis]):
+
+        SUM:           Σ_i fun(b_i)
+        MEAN:          (Σ_i fun(b_i)) / n
+        RUNNING_MEAN:  the mean of fun(b_0), ..., fun(b_{m-1}), m = num_real_microbatches (or n)
+        CONCAT:        fun(b_0), ..., fun(b_{n-1}) concatenated along axis 0, in batch order
+
+    The loop is a `lax.fori_loop`, so the microbatches run one after the other and peak memory
+    is that of one microbatch: the way to evaluate (or differentiate) a function on a batch
+    that does not fit in memory at once.
+
+    Args:
+        fun: the function to evaluate.
+        argnums: index or indices of the positional arguments with a batch axis.
+        microbatch_size: rows per microbatch; must divide the batch size. None returns `fun`
+            itself.
+        accumulator: default `AccumulationType.SUM`; an
+            [`AccumulationType`][gradtx.microbatching.AccumulationType], an
+            [`Accumulator`][gradtx.microbatching.Accumulator], or a pytree of them that is a prefix
+            of `fun`'s output (a different combination per output).
+        argnames: keyword-only; name or names of keyword arguments with a batch axis.
+        in_axes: keyword-only, default 0; the batch axis of every batch argument (one int for
+            all, or one per entry of `argnums` followed by `argnames`).
+        num_real_microbatches: keyword-only, default None (all `n`); run only the first this
+            many microbatches (a traced value is allowed: variable batch sizes without
+            recompiling).
+
+    Returns:
+        A function with `fun`'s signature.
+
+    References:
+        Same numbers as `optax.microbatching.microbatch` (`optax.microbatch`).
+
+    Example:
+        >>> import gradtx, jax.numpy as jnp
+        >>> from gradtx.microbatching import AccumulationType
+        >>> f = lambda x: (x + 1, jnp.sum(3 * x))
+        >>> g = gradtx.microbatch(f, argnums=0, microbatch_size=2,
+        ...                       accumulator=(AccumulationType.CONCAT, AccumulationType.SUM))
+        >>> [y.tolist() for y in g(jnp.array([1, 2, 3, 4]))]
+        [[2, 3, 4, 5], 30]
+    """
+    owner = "microbatch"
+    if not callable(fun):
+        raise TypeError(f"{owner}: fun must be callable, got {type(fun).__name__}: {fun!r}")
+    argnums = _as_tuple(owner, "argnums", argnums, numbers.Integral)
+    argnames = _as_tuple(owner, "argnames", argnames, str)
+    if microbatch_size is not None:
+        check_int(owner, "microbatch_size", microbatch_size, low=1)
+    _check_accumulator(owner, accumulator)
+    in_axes = _as_tuple(owner, "in_axes", in_axes, numbers.Integral)
+    if len(in_axes) == 1:
+        in_axes = in_axes * (len(argnums) + len(argnames))
+    if len(in_axes) != len(argnums) + len(argnames):
+        raise ValueError(
+            f"{owner}: in_axes must give one axis per batch argument ({len(argnums)} in argnums and "
+            f"{len(argnames)} in argnames), got {len(in_axes)}"
+        )
+    if num_real_microbatches is not None and not (is_traced(num_real_microbatches) or isinstance(num_real_microbatches, jax.Array)):
+        check_int(owner, "num_real_microbatches", num_real_microbatches, low=0)
+    if microbatch_size is None:
+        return fun
+
+    def microbatched(*args, **kwargs):
+        split_args, split_kwargs, batch_size = _split_batch_arguments(
+            owner, microbatch_size, argnums, argnames, in_axes, args, kwargs
+        )
+        num_microbatches = batch_size // microbatch_size
+        combine = _resolve(accumulator, num_microbatches)
+
+        def on_microbatch(index):
+            call_args, call_kwargs = list(split_args), dict(split_kwargs)
+            take = functools.partial(jnp.take, indices=index)
+            for i, axis in zip(argnums, in_axes, strict=False):
+                call_args[i] = jax.tree.map(functools.partial(take, axis=axis), call_args[i])
+            for name, axis in zip(argnames, in_axes[len(argnums) :], strict=True):
+                call_kwargs[name] = jax.tree.map(functools.partial(take, axis=axis), call_kwargs[name])
+            return fun(*call_args, **call_kwargs)
+
+        def body(index, carry):
+            return combine.update(carry, on_microbatch(index), index)
+
+        steps = num_microbatches if num_real_microbatches is None else num_real_microbatches
+        carry = combine.init(jax.eval_shape(on_microbatch, 0))
+        return combine.finalize(jax.lax.fori_loop(0, steps, body, carry))
+
+    return microbatched
+
+
+def micro_vmap(
+    fun: Callable[..., Any],
+    in_axes: int | Sequence[int | None] = 0,
+    out_axes: Any = 0,
+    *,
+    microbatch_size: int | None = None,
+    vmap_fn: Callable[..., Any] = jax.vmap,
+    accumulator: Any = AccumulationType.CONCAT,
+    num_real_microbatches: int | jax.Array | None = None,
+) -> Callable[..., Any]:
+    """`jax.vmap(fun)` evaluated in microbatches, optionally reduced over the batch axis.
+
+    With the default `CONCAT` the result is `jax.vmap(fun, in_axes)(...)`'s; `SUM` or `MEAN`
+    return the sum or mean over the batch axis without ever holding all per-example outputs
+    (each microbatch's outputs are reduced, then the microbatches' results are combined).
+
+    Args:
+        fun: the function to map.
+        in_axes: default 0; the mapped axis of each positional argument (None: not mapped), as
+            in `jax.vmap`. Keyword arguments are mapped along axis 0.
+        out_axes: must be 0.
+        microbatch_size: keyword-only, default None (one `vmap` over the whole batch); rows per
+            microbatch.
+        vmap_fn: keyword-only, default `jax.vmap`; a function with its signature.
+        accumulator: keyword-only, default `AccumulationType.CONCAT`; as in
+            [`microbatch`][gradtx.microbatching.microbatch].
+        num_real_microbatches: keyword-only; as in [`microbatch`][gradtx.microbatching.microbatch].
+
+    Returns:
+        The mapped function.
+
+    References:
+        Same numbers as `optax.microbatching.micro_vmap`.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.microbatching import micro_vmap
+        >>> micro_vmap(lambda x: x ** 2, microbatch_size=2)(jnp.arange(6)).tolist()
+        [0, 1, 4, 9, 16, 25]
+    """
+    owner = "micro_vmap"
+    if out_axes != 0:
+        raise NotImplementedError(f"{owner}: only out_axes=0 is supported, got {out_axes!r}")
+    if not callable(fun):
+        raise TypeError(f"{owner}: fun must be callable, got {type(fun).__name__}: {fun!r}")
+    _check_accumulator(owner, accumulator)
+    if isinstance(in_axes, int):
+        in_axes = (in_axes,)
+    in_axes = tuple(in_axes)
+
+    def per_microbatch(*args, kwargs):
+        outputs = vmap_fn(fun, in_axes, out_axes)(*args, **kwargs)
+        rows = jax.tree.leaves(outputs)[0].shape[0]
+        return _resolve(accumulator, rows).aggregate(outputs)
+
+    mapped = microbatch(
+        per_microbatch,
+        argnums=tuple(i for i, axis in enumerate(in_axes) if axis is not None),
+        argnames="kwargs",
+        microbatch_size=microbatch_size,
+        accumulator=accumulator,
+        in_axes=(*(axis for axis in in_axes if axis is not None), 0),
+        num_real_microbatches=num_real_microbatches,
+    )
+
+    def vmapped(*args, **kwargs):
+        return mapped(*args, kwargs=kwargs)
+
+    return vmapped
+
+
+def micro_grad(
+    fun: Callable[..., Any],
+    has_aux: bool = False,
+    argnums: int | Sequence[int] = 0,
+    *,
+    batch_argnums: int | Sequence[int] = 1,
+    keep_batch_dim: bool = True,
+    microbatch_size: int | None = None,
+    accumulator: Any = AccumulationType.SUM,
+    transform_fn: Callable[[Any], Any] = lambda grads: grads,
+    metrics_fn: Callable[[Any], Any] = lambda grads: None,
+    num_real_microbatches: int | jax.Array | None = None,
+) -> Callable[..., tuple[Any, Aux]]:
+    """Per-example gradients, transformed and reduced over the batch, in microbatches.
+
+    For each example `x_j` of the batch: `g_j = ∇ fun(params, x_j)`; the result is
+    `accumulate_j transform_fn(g_j)` (a sum by default), returned with the per-example
+    `Aux(values=fun(params, x_j), metrics=metrics_fn(g_j), aux=...)`. With
+    `transform_fn` a per-example clip and `accumulator=MEAN` this is the gradient of DP-SGD.
+
+    Args:
+        fun: the loss, `fun(params, batch, ...)` by default (see `batch_argnums`).
+        has_aux: default False; whether `fun` returns `(value, aux)`.
+        argnums: default 0; the argument(s) to differentiate, as in `jax.grad`.
+        batch_argnums: keyword-only, default 1; the argument(s) with a batch axis 0.
+        keep_batch_dim: keyword-only, default True; `fun` receives each example with a batch
+            axis of size 1 (False: without it).
+        microbatch_size: keyword-only, default None (all examples at once); examples per
+            microbatch.
+        accumulator: keyword-only, default `AccumulationType.SUM`; how the transformed
+            gradients are combined over the batch.
+        transform_fn: keyword-only, default identity; applied to each per-example gradient.
+        metrics_fn: keyword-only, default `None`-valued; per-example metrics of the gradient.
+        num_real_microbatches: keyword-only; as in [`microbatch`][gradtx.microbatching.microbatch].
+
+    Returns:
+        A function with `fun`'s arguments returning `(combined, Aux(values, metrics, aux))`.
+
+    References:
+        Same numbers as `optax.microbatching.micro_grad`; Abadi et al., *Deep Learning with
+        Differential Privacy* (CCS 2016) for per-example clipping.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.microbatching import AccumulationType, micro_grad
+        >>> loss = lambda w, x, y: 0.5 * jnp.mean((x @ w - y) ** 2)
+        >>> grads, aux = micro_grad(loss, batch_argnums=(1, 2), accumulator=AccumulationType.MEAN)(
+        ...     jnp.zeros(1), jnp.ones((4, 1)), jnp.array([0.0, 2.0, 4.0, 6.0]))
+        >>> grads.tolist(), aux.values.tolist()
+        ([-3.0], [0.0, 2.0, 8.0, 18.0])
+    """
+    owner = "micro_grad"
+    if not callable(fun):
+        raise TypeError(f"{owner}: fun must be callable, got {type(fun).__name__}: {fun!r}")
+    if not isinstance(has_aux, (bool, np.bool_)):
+        raise TypeError(f"{owner}: has_aux must be True or False, got {has_aux!r}")
+    if not isinstance(keep_batch_dim, (bool, np.bool_)):
+        raise TypeError(f"{owner}: keep_batch_dim must be True or False, got {keep_batch_dim!r}")
+    batch_argnums = _as_tuple(owner, "batch_argnums", batch_argnums, numbers.Integral)
+    _check_accumulator(owner, accumulator)
+    with_aux = fun if has_aux else (lambda *args, **kwargs: (fun(*args, **kwargs), None))
+    value_and_grad = jax.value_and_grad(with_aux, argnums, has_aux=True)
+
+    def per_example(*args, **kwargs):
+        (value, aux), grads = value_and_grad(*args, **kwargs)
+        return transform_fn(grads), Aux(values=value, metrics=metrics_fn(grads), aux=aux)
+
+    in_axes = [None] * (max(batch_argnums) + 1)
+    for i in batch_argnums:
+        in_axes[i] = 0
+    mapped = micro_vmap(
+        per_example,
+        in_axes=in_axes,
+        accumulator=(accumulator, AccumulationType.CONCAT),
+        microbatch_size=microbatch_size,
+        num_real_microbatches=num_real_microbatches,
+    )
+    if not keep_batch_dim:
+        return mapped
+
+    def with_batch_dim(*args, **kwargs):
+        args = list(args)
+        for i in batch_argnums:
+            args[i] = jax.tree.map(lambda x: jnp.expand_dims(x, axis=1), args[i])
+        return mapped(*args, **kwargs)
+
+    return with_batch_dim
