@@ -18,22 +18,60 @@ Inputs, as in optax:
   takes no argument or returns a non-scalar raises when the update is traced, naming it.
 """
 
+from gradtx.optimizers.adafactor import adafactor
 from gradtx.optimizers.adam import adam, adamax, adamw, amsgrad, nadam, nadamw
+from gradtx.optimizers.adam_variants import (
+    adabelief,
+    adamaxw,
+    adan,
+    novograd,
+    optimistic_adam,
+    optimistic_adam_v2,
+    optimistic_gradient_descent,
+    radam,
+    yogi,
+)
 from gradtx.optimizers.lamb import lamb
+from gradtx.optimizers.layerwise import adadelta, fromage, lars, sm3
+from gradtx.optimizers.lbfgs import lbfgs
 from gradtx.optimizers.lion import lion
+from gradtx.optimizers.privacy import dpsgd
 from gradtx.optimizers.rms import adagrad, rmsprop
 from gradtx.optimizers.sgd import sgd
+from gradtx.optimizers.sign import noisy_sgd, rprop, sign_sgd, signum
+from gradtx.optimizers.step_size_free import polyak_sgd
 
 __all__ = [
+    "adabelief",
+    "adadelta",
+    "adafactor",
     "adagrad",
     "adam",
     "adamax",
+    "adamaxw",
     "adamw",
+    "adan",
+    "dpsgd",
+    "fromage",
     "amsgrad",
     "lamb",
+    "lars",
+    "lbfgs",
     "lion",
     "nadam",
     "nadamw",
+    "noisy_sgd",
+    "novograd",
+    "optimistic_adam",
+    "optimistic_adam_v2",
+    "optimistic_gradient_descent",
+    "polyak_sgd",
+    "radam",
     "rmsprop",
+    "rprop",
     "sgd",
+    "sign_sgd",
+    "signum",
+    "sm3",
+    "yogi",
 ]
