@@ -147,7 +147,20 @@ def _shadowed(path: str) -> str | None:
     return f"{obj.__module__}.{obj.__qualname__}"
 
 
+def _top_level_twin(path: str) -> bool:
+    """True for `gradtx.<namespace>.<name>` that is also `gradtx.<name>` (one object, two names).
+
+    Such a name is rendered once, under its top-level path; the namespaced path gets an anchor.
+    """
+    parts = path.split(".")
+    if len(parts) != 3 or parts[2] not in gradtx.__all__:
+        return False
+    return getattr(importlib.import_module(".".join(parts[:2])), parts[2]) is getattr(gradtx, parts[2])
+
+
 def _entry(path: str) -> list[str]:
+    if _top_level_twin(path):
+        return [f"[](){{#{path}}}", ""]
     canonical = _shadowed(path)
     if canonical is None:
         return [f"::: {path}", ""]
@@ -177,10 +190,10 @@ def _defining_module(obj: object, fallback: str) -> str:
     return module
 
 
-def _order(path: str) -> tuple[int, str]:
+def _order(path: str) -> tuple[int, str, int]:
     name = path.rsplit(".", 1)[1]
     kind = 2 if name.isupper() else (1 if name[0].isupper() else 0)
-    return kind, name.lower()
+    return kind, name.lower(), 0 if _top_level_twin(path) else 1  # a twin's anchor first
 
 
 def main() -> None:

@@ -17,21 +17,125 @@ __all__ = [
     "full_like_param",
     "global_norm",
     "safe_increment",
+    "safe_int32_increment",
+    "safe_norm",
+    "safe_root_mean_squares",
     "stat_dtype",
     "tree_as_arrays",
     "tree_cast",
     "tree_zeros_like",
+    "update_infinity_moment",
     "update_moment",
     "update_moment_per_elem_norm",
 ]
 
-_INT32_MAX = jnp.iinfo(jnp.int32).max
+def safe_increment(count: jax.typing.ArrayLike) -> jax.Array:
+    """`count + 1` that saturates at the largest value of `count`'s dtype instead of wrapping.
+
+    Any integer or floating dtype is kept (int32 step counters saturate at $2^{31}-1$ where a
+    plain `+ 1` would wrap to $-2^{31}$). The numbers equal optax's `safe_increment`.
+
+    Args:
+        count: an integer or floating scalar (or array) counter.
+
+    Returns:
+        `count + 1` elementwise, or the dtype's maximum where `count` already holds it.
+
+    Raises:
+        ValueError: `count` has a dtype that is neither integer nor floating (bool, complex);
+            a ValueError, as optax raises.
+
+    Example:
+        >>> import jax.numpy as jnp, gradtx
+        >>> int(gradtx.safe_increment(jnp.int32(2**31 - 1)))
+        2147483647
+    """
+    dtype = jnp.asarray(count).dtype
+    if jnp.issubdtype(dtype, jnp.integer):
+        top = jnp.iinfo(dtype).max
+    elif jnp.issubdtype(dtype, jnp.floating):
+        top = jnp.finfo(dtype).max
+    else:
+        raise ValueError(f"safe_increment: count must have an integer or floating dtype, got {dtype}")
+    top_value = jnp.array(top, dtype)
+    return jnp.where(count < top_value, count + jnp.array(1, dtype), top_value)
 
 
-def safe_increment(count: jax.Array) -> jax.Array:
-    """`count + 1` for an int32 step counter, saturating at 2**31 - 1 instead of wrapping."""
-    count = jnp.asarray(count, jnp.int32)
-    return jnp.where(count < _INT32_MAX, count + 1, _INT32_MAX).astype(jnp.int32)
+safe_int32_increment = safe_increment
+"""Alias of [`safe_increment`][gradtx.numerics.safe_increment] (optax's older name)."""
+
+
+def safe_norm(
+    x: jax.typing.ArrayLike,
+    min_norm: jax.typing.ArrayLike,
+    ord: int | float | str | None = None,  # numpy's and optax's name (shadows the builtin)
+    axis: int | tuple[int, ...] | None = None,
+    keepdims: bool = False,
+) -> jax.Array:
+    r"""`max(‖x‖, min_norm)` whose gradient is finite (zero) where `‖x‖ <= min_norm`.
+
+    $$
+
+    \operatorname{safe\_norm}(x) = \begin{cases} \|x\| & \|x\| > m \\ m & \|x\| \le m \end{cases}
+
+    $$
+
+    `jnp.maximum(jnp.linalg.norm(x), min_norm)` has a NaN gradient at $x = 0$: the norm's
+    derivative $x/\|x\|$ is evaluated there even though `maximum` discards it. Here the norm is
+    taken of `x` with the small entries replaced by ones, so both branches stay finite; the value
+    and, where $\|x\| > m$, the gradient are those of the plain norm. Numbers equal optax's.
+
+    Args:
+        x: the array.
+        min_norm: the lower bound $m$ of the result (a scalar, or an array broadcasting against
+            the norm).
+        ord: order of the norm, as in `jnp.linalg.norm` (`None`, a non-zero integer, `inf`,
+            `-inf`, `"fro"`, `"nuc"`); default None (2-norm of a vector, Frobenius of a matrix).
+        axis: `None` (the whole array when 1-D or 2-D), an axis, or a pair of axes holding
+            matrices; default None.
+        keepdims: keep the reduced axes with size one; default False.
+
+    Returns:
+        The bounded norm.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, gradtx
+        >>> jax.grad(lambda v: gradtx.safe_norm(v, 0.0))(jnp.zeros(3))
+        Array([0., 0., 0.], dtype=float32)
+    """
+    norm = jnp.linalg.norm(x, ord=ord, axis=axis, keepdims=True)
+    small = norm <= min_norm
+    x_safe = jnp.where(small, jnp.ones_like(x), x)
+    if not keepdims:
+        norm = jnp.squeeze(norm, axis=axis)
+    return jnp.where(norm <= min_norm, min_norm, jnp.linalg.norm(x_safe, ord=ord, axis=axis, keepdims=keepdims))
+
+
+def safe_root_mean_squares(x: jax.typing.ArrayLike, min_rms: jax.typing.ArrayLike) -> jax.Array:
+    r"""`max(sqrt(mean(|x|²)), min_rms)` whose gradient is finite (zero) where the RMS is `<= min_rms`.
+
+    $$
+
+    \operatorname{rms}(x) = \max\Big(\sqrt{\tfrac1n \textstyle\sum_i |x_i|^2},\ m\Big)
+
+    $$
+
+    As in [`safe_norm`][gradtx.numerics.safe_norm], the square root is taken of a stand-in
+    (all ones) wherever the bound wins, so $x = 0$ has gradient 0 instead of NaN. Complex `x`
+    is measured by modulus. Numbers equal optax's.
+
+    Args:
+        x: the array (real or complex).
+        min_rms: the lower bound $m$ of the result.
+
+    Returns:
+        A scalar: the bounded root mean square of all entries of `x`.
+    """
+    x = jnp.asarray(x)
+    rms = jnp.sqrt(jnp.mean(abs_sq(x)))
+    small = rms <= min_rms
+    x_safe = jnp.where(small, jnp.ones_like(x), x)
+    return jnp.where(small, min_rms, jnp.sqrt(jnp.mean(abs_sq(x_safe))))
 
 
 def full_like_param(x: Any, value: Any, dtype: Any = None) -> jax.Array:
@@ -97,47 +201,141 @@ def tree_cast(tree: Any, dtype: Any) -> Any:
     return jax.tree.map(lambda x: jnp.asarray(x).astype(dtype), tree)
 
 
-def update_moment(updates: Any, moments: Any, decay: float, order: int) -> Any:
-    """Exponential moving average of the `order`-th power: `m ← decay·m + (1-decay)·g^order`.
+def _leafwise(fn: Any, updates: Any, moments: Any) -> Any:
+    """`fn(g, m)` over matching leaves; a `None` update leaf stays `None`."""
+    return jax.tree.map(lambda g, m: None if g is None else fn(g, m), updates, moments, is_leaf=lambda x: x is None)
 
-    For complex gradients the second moment uses `|g|^2`.
+
+def update_moment(updates: Any, moments: Any, decay: jax.typing.ArrayLike, order: int) -> Any:
+    r"""Exponential moving average of the `order`-th power of the updates.
+
+    $$
+
+    m \leftarrow (1-\beta)\, g^{k} + \beta\, m
+
+    $$
+
+    with $\beta$ = `decay` and $k$ = `order`, leaf by leaf (`None` update leaves stay `None`).
+    The power is taken as is, so a complex $g$ gives a complex $g^k$; for the real moment of a
+    complex gradient use [`update_moment_per_elem_norm`][gradtx.numerics.update_moment_per_elem_norm].
+    Numbers equal optax's `update_moment`.
+
+    Args:
+        updates: the gradient (or update) tree $g$.
+        moments: the previous moments $m$, a tree of the same structure.
+        decay: $\beta$, usually in $[0, 1)$.
+        order: $k$, the power (1 for a first moment).
+
+    Returns:
+        The new moments.
+    """
+    return _leafwise(lambda g, m: (1 - decay) * (g**order) + decay * m, updates, moments)
+
+
+def update_moment_per_elem_norm(updates: Any, moments: Any, decay: jax.typing.ArrayLike, order: int) -> Any:
+    r"""Exponential moving average of $|g|^k$, the `order`-th power of each element's modulus.
+
+    $$
+
+    m \leftarrow (1-\beta)\, |g|^{k} + \beta\, m
+
+    $$
+
+    For real $g$ this is $g^k$ (no absolute value is taken, as in optax); for complex $g$ it is
+    $(\operatorname{Re}(\bar g g))^{k/2}$, a real moment. Numbers equal optax's
+    `update_moment_per_elem_norm`.
+
+    Args:
+        updates: the gradient tree $g$ (`None` leaves stay `None`).
+        moments: the previous moments $m$.
+        decay: $\beta$.
+        order: $k$.
+
+    Returns:
+        The new moments.
     """
 
-    def one(g, m):
-        if order == 1:
-            value = g
-        elif order == 2 and jnp.iscomplexobj(g):
-            value = jnp.real(jnp.conj(g) * g)
-        else:
-            value = g**order
-        return (1 - decay) * value.astype(m.dtype) + decay * m if m is not None else None
+    def power(g: Any) -> Any:
+        if not jnp.iscomplexobj(g):
+            return g**order
+        half = order / 2
+        # an integral exponent is kept as a Python int: JAX lowers int and float powers differently
+        return abs_sq(g) ** (int(half) if float(half).is_integer() else half)
 
-    return jax.tree.map(one, updates, moments, is_leaf=lambda x: x is None)
+    return _leafwise(lambda g, m: (1 - decay) * power(g) + decay * m, updates, moments)
 
 
-def update_moment_per_elem_norm(updates: Any, moments: Any, decay: float, order: int) -> Any:
-    """EMA of `|g|^order` (the real, non-negative moment used by second-moment estimates)."""
+def update_infinity_moment(updates: Any, moments: Any, decay: jax.typing.ArrayLike, eps: jax.typing.ArrayLike) -> Any:
+    r"""Exponentially weighted infinity norm (Adamax's second statistic).
 
-    def one(g, m):
-        value = jnp.abs(g) ** order if jnp.iscomplexobj(g) else g**order
-        return (1 - decay) * value.astype(m.dtype) + decay * m
+    $$
 
-    return jax.tree.map(one, updates, moments)
+    u \leftarrow \max\big(|g| + \epsilon,\ \beta\, u\big)
+
+    $$
+
+    leaf by leaf (`None` update leaves stay `None`). Numbers equal optax's
+    `update_infinity_moment`.
+
+    Args:
+        updates: the gradient tree $g$.
+        moments: the previous statistic $u$.
+        decay: $\beta$.
+        eps: $\epsilon$, added to $|g|$ so that $u > 0$.
+
+    Returns:
+        The new statistic.
+
+    References:
+        Kingma and Ba, [Adam: A Method for Stochastic Optimization](https://arxiv.org/abs/1412.6980),
+        section 7 (AdaMax), 2014.
+    """
+    return _leafwise(lambda g, u: jnp.maximum(jnp.abs(g) + eps, decay * u), updates, moments)
 
 
-def bias_correction(moments: Any, decay: float, count: jax.Array) -> Any:
-    """Divide by `1 - decay**count` (Adam's bias correction; `count` is the incremented step)."""
-    correction = 1 - jnp.asarray(decay, jnp.float32) ** count.astype(jnp.float32)
-    return jax.tree.map(lambda m: (m / correction.astype(m.dtype)).astype(m.dtype), moments)
+@functools.partial(jax.jit, inline=True)
+def bias_correction(moments: Any, decay: jax.typing.ArrayLike, count: jax.typing.ArrayLike) -> Any:
+    r"""Adam's bias correction: every moment divided by $1 - \beta^t$.
+
+    $$
+
+    \hat m = \frac{m}{1 - \beta^{t}}
+
+    $$
+
+    `count` is $t$, the step count after incrementing (1 at the first update). The divisor is
+    computed in the precision of `decay` and `count` (float32 for a Python `decay` and an int32
+    count, so that $\beta^t$ does not round to 1 in bfloat16), then cast to each moment's dtype
+    for the division, so bfloat16 moments stay bfloat16. Numbers equal optax's `bias_correction`.
+
+    Args:
+        moments: the moment tree $m$.
+        decay: $\beta$, the moments' decay rate.
+        count: $t$, the (incremented) step count.
+
+    Returns:
+        The corrected moments.
+    """
+    divisor = 1 - decay**count
+    return jax.tree.map(lambda m: m / divisor.astype(m.dtype), moments)
 
 
 def global_norm(tree: Any) -> jax.Array:
-    """`sqrt(sum_i ||x_i||^2)` over every leaf (complex leaves by modulus), in float32 or wider."""
-    leaves = jax.tree.leaves(tree)
-    if not leaves:
-        return jnp.zeros((), jnp.float32)
-    squares = [jnp.sum(jnp.real(jnp.conj(x) * x).astype(jnp.promote_types(jnp.result_type(x), jnp.float32))) for x in leaves]
-    return jnp.sqrt(sum(squares))
+    r"""The Euclidean norm of all entries of a tree: $\sqrt{\sum_{\text{leaves}} \sum_i |x_i|^2}$.
+
+    Complex leaves are measured by modulus. Squares and sums are computed in each leaf's own
+    dtype, then added leaf after leaf, exactly as optax's `global_norm` (and `optax.tree.norm`):
+    the numbers are bit-identical to optax's, for bfloat16 leaves too (use float32 leaves for a
+    float32-accurate norm of a bfloat16 tree). An empty tree has norm 0.
+
+    Args:
+        tree: a tree of arrays (or numbers).
+
+    Returns:
+        A scalar.
+    """
+    squares = [jnp.sum(jnp.square(jnp.real(x)) + jnp.square(jnp.imag(x))) for x in jax.tree.leaves(tree)]
+    return jnp.array(jnp.sqrt(sum(squares)))
 
 
 def abs_sq(x: jax.Array, dtype: Any = None) -> jax.Array:

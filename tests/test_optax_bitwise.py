@@ -230,7 +230,11 @@ def _names_used(fn: Callable) -> set[str]:
 
 def test_the_table_covers_every_name_shared_with_optax():
     not_transformations = {
-        "apply_updates", "current_hyperparams", "describe", "hyperparams", "skip_large_updates", "skip_not_finite"
+        "apply_updates", "current_hyperparams", "describe", "hyperparams", "skip_large_updates", "skip_not_finite",
+        # plain functions, compared with optax in tests/test_numerics_parity.py
+        "bias_correction", "global_norm", "matrix_inverse_pth_root", "multi_normal", "nnls", "power_iteration",
+        "safe_increment", "safe_int32_increment", "safe_norm", "safe_root_mean_squares",
+        "update_infinity_moment", "update_moment", "update_moment_per_elem_norm",
     }
     shared = {
         n for n in gradtx.__all__
