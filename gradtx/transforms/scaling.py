@@ -14,6 +14,8 @@ from gradtx.numerics import abs_sq, cast, compute_dtype, float_updates, safe_inc
 
 __all__ = [
     "ScaleByScheduleState",
+    "ScaleByTrustRatioState",
+    "ScaleState",
     "scale",
     "scale_by_learning_rate",
     "scale_by_schedule",
@@ -31,6 +33,13 @@ class ScaleByScheduleState(NamedTuple):
     """State of a scheduled scaling: the number of updates done (int32)."""
 
     count: jax.Array
+
+
+ScaleState = EmptyState
+"""State of [`scale`][gradtx.scale]: `EmptyState` (optax's name for it)."""
+
+ScaleByTrustRatioState = EmptyState
+"""State of [`scale_by_trust_ratio`][gradtx.scale_by_trust_ratio]: `EmptyState` (optax's name for it)."""
 
 
 def _scale_leaf(step: Any, g: jax.Array) -> jax.Array:
