@@ -241,6 +241,7 @@ def describe(factory: Callable | None = None, *, checks_state: bool = True) -> C
             return _DescribedCallable(result, info)
         return result
 
+    wrapper._gradtx_checks_state = checks_state  # type: ignore[attr-defined]  # read by wrappers
     return wrapper
 
 

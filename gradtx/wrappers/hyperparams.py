@@ -232,7 +232,9 @@ def _make_injector(
     injected.__name__ = injected.__qualname__ = f"{owner}({inner_name})"
     injected.__doc__ = inner_factory.__doc__
     injected.__signature__ = signature  # type: ignore[attr-defined]
-    return describe(injected)
+    # a factory whose transformations let their members check their own states (e.g. dpsgd, whose
+    # first member turns per-example gradients into params-shaped ones) is wrapped the same way
+    return describe(injected, checks_state=getattr(inner_factory, "_gradtx_checks_state", True))
 
 
 def inject_hyperparams(

@@ -1,0 +1,19 @@
+"""optax's `contrib` spelling of gradtx names, so that `import gradtx as optax` keeps
+`optax.contrib.dpsgd(...)` working.
+
+optax 0.2.8 keeps differential privacy and `reduce_on_plateau` in `optax.contrib` (its top-level
+`optax.dpsgd` is deprecated there). gradtx exports them at its top level and, the same objects,
+here: `gradtx.contrib.dpsgd is gradtx.dpsgd`.
+"""
+
+from gradtx.optimizers.privacy import dpsgd
+from gradtx.transforms.privacy import DifferentiallyPrivateAggregateState, differentially_private_aggregate
+from gradtx.wrappers import ReduceLROnPlateauState, reduce_on_plateau
+
+__all__ = [
+    "DifferentiallyPrivateAggregateState",
+    "ReduceLROnPlateauState",
+    "differentially_private_aggregate",
+    "dpsgd",
+    "reduce_on_plateau",
+]
