@@ -268,7 +268,7 @@ def _value_trajectory(lib, tx):
 @pytest.mark.parametrize(
     "build",
     [
-        lambda m: m.polyak_sgd(max_learning_rate=0.1),
+        lambda m: m.polyak_sgd(max_learning_rate=0.04),
         lambda m: m.polyak_sgd(0.5, scaling=m.exponential_decay(1.0, 4, 0.7), f_min=-2.0, variant="sps+"),
     ],
     ids=["default", "options"],
