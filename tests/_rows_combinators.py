@@ -53,9 +53,9 @@ def _target_tracker(m, rule):
     return m.GradientTransformation(init, update)
 
 
-def _shifted_init(m, tx):
+def _shifted_init(m, tree_map_params, tx):
     """`tx` whose initial params-shaped state trees are shifted by 0.01 (through `tree_map_params`)."""
-    return m.GradientTransformation(lambda p: m.tree_map_params(tx, lambda x: x + 0.01, tx.init(p)), tx.update)
+    return m.GradientTransformation(lambda p: tree_map_params(tx, lambda x: x + 0.01, tx.init(p)), tx.update)
 
 
 def _scaled(u, s, p=None):  # an update without **extra_args (wrapped by with_extra_args_support)
@@ -65,7 +65,7 @@ def _scaled(u, s, p=None):  # an update without **extra_args (wrapped by with_ex
 _DATA = jnp.linspace(-1.0, 1.0, 8)
 
 
-def _microbatched(m, kind, size, **kwargs):
+def _microbatched(m, microbatch, kind, size, **kwargs):
     """A stateless step `-0.1 Σ_microbatches (g mean(x) + Σ x² p)` over the data `_DATA`."""
     accumulator = getattr(m.microbatching.AccumulationType, kind)
 
@@ -73,7 +73,7 @@ def _microbatched(m, kind, size, **kwargs):
         def per_microbatch(p, x):
             return jax.tree.map(lambda g, q: g * jnp.mean(x) + jnp.sum(x * x) * q, grads, p)
 
-        total = m.microbatch(per_microbatch, argnums=1, microbatch_size=size, accumulator=accumulator, **kwargs)
+        total = microbatch(per_microbatch, argnums=1, microbatch_size=size, accumulator=accumulator, **kwargs)
         return jax.tree.map(lambda u: -0.1 * u, total(params, _DATA))
 
     return m.stateless(step)
@@ -105,13 +105,13 @@ ROWS = [
     same("incremental_update", lambda m: _target_tracker(m, lambda m, p, t, s: m.incremental_update(p, t, 0.1))),
     same("periodic_update", lambda m: _target_tracker(m, lambda m, p, t, s: m.periodic_update(p, t, s, 4))),
     same("tree_map_params", lambda m: _shifted_init(
-        m, m.chain(m.masked(m.scale_by_adam(), decay_mask), m.sgd(1e-2, momentum=0.9)))),
+        m, m.tree_map_params, m.chain(m.masked(m.scale_by_adam(), decay_mask), m.sgd(1e-2, momentum=0.9)))),
     same("init_empty_state", lambda m: m.GradientTransformation(m.init_empty_state, _scaled)),
     same("with_extra_args_support", lambda m: m.chain(
         m.with_extra_args_support(m.GradientTransformation(m.init_empty_state, _scaled)), m.trace(0.9))),
-    same("microbatch", lambda m: _microbatched(m, "SUM", 2)),
-    same("microbatch_mean", lambda m: _microbatched(m, "MEAN", 4)),
-    same("microbatch_running_mean", lambda m: _microbatched(m, "RUNNING_MEAN", 2, num_real_microbatches=3)),
+    same("microbatch", lambda m: _microbatched(m, m.microbatch, "SUM", 2)),
+    same("microbatch_mean", lambda m: _microbatched(m, m.microbatch, "MEAN", 4)),
+    same("microbatch_running_mean", lambda m: _microbatched(m, m.microbatch, "RUNNING_MEAN", 2, num_real_microbatches=3)),
 ]
 
 OPTIMIZERS: dict[str, Callable[[], gradtx.GradientTransformation]] = {}

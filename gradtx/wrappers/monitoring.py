@@ -125,11 +125,12 @@ def monitor(measures: Mapping[str, Any]) -> GradientTransformation:
     Example:
         >>> import gradtx, jax, jax.numpy as jnp
         >>> norm = lambda u: jnp.sqrt(sum(jnp.sum(x * x) for x in jax.tree.leaves(u)))
-        >>> tx = gradtx.monitor({"norm": norm, "norm_ema": gradtx.measure_with_ema(norm, 0.9)})
+        >>> ema = gradtx.measure_with_ema(norm, decay=0.5, debias=False)
+        >>> tx = gradtx.monitor({"norm": norm, "norm_ema": ema})
         >>> state = tx.init(jnp.zeros(2))
         >>> _, state = tx.update(jnp.array([3.0, 4.0]), state)
         >>> float(state.measurements["norm"]), float(state.measurements["norm_ema"])
-        (5.0, 5.0)
+        (5.0, 2.5)
     """
     owner = "monitor"
     if not isinstance(measures, Mapping):
