@@ -37,13 +37,13 @@ class FactoredState(NamedTuple):
     `v_row`, `v_col` are placeholders of shape `(1,)`. Placeholders stay zero.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # int32 scalar (shadows tuple.count)
     v_row: Updates
     v_col: Updates
     v: Updates
 
 
-def adafactor_decay_rate(step: jax.typing.ArrayLike, exponent: jax.typing.ArrayLike = 0.8) -> jax.Array:
+def adafactor_decay_rate(step: int | jax.Array, exponent: float | jax.Array = 0.8) -> jax.Array:
     r"""Adafactor's increasing decay of the second moment: $\hat\beta_2(t) = 1 - (t + 1)^{-c}$.
 
     `step` is the number of updates done before this one (0 at the first update), so the first
