@@ -228,7 +228,10 @@ def reshape_batch_axis(tree: Any, microbatch_size: int, axis: int = 0) -> Any:
 
     The reshape is column-major: microbatch `i` holds the rows `i, i + n, i + 2n, ...` (`n` the
     number of microbatches), so a sharding of the batch axis carries over to the
-    `microbatch_size` axis and each microbatch stays spread over the devices.
+    `microbatch_size` axis and each microbatch stays spread over the devices. On a mesh with
+    explicit axes (`jax.sharding.AxisType.Explicit`) the output sharding is given to the reshape
+    (optax 0.2.8 misreads jax 0.10's version as older than 0.7 and skips this, so its reshape
+    fails there); `microbatch_size` must then be a multiple of the number of shards.
 
     Args:
         tree: a pytree of arrays, each with a batch axis at `axis` whose size is a multiple of
@@ -548,7 +551,7 @@ def micro_grad(
         (value, aux), grads = value_and_grad(*args, **kwargs)
         return transform_fn(grads), Aux(values=value, metrics=metrics_fn(grads), aux=aux)
 
-    in_axes = [None] * (max(batch_argnums) + 1)
+    in_axes: list[int | None] = [None] * (max(batch_argnums) + 1)
     for i in batch_argnums:
         in_axes[i] = 0
     mapped = micro_vmap(

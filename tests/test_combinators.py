@@ -431,3 +431,29 @@ def test_microbatching_by_hand_and_errors():
         mb.microbatch(jnp.sum, 0, 2, mb.AccumulationType.MEAN)(jnp.arange(4))
     with pytest.raises(NotImplementedError, match="out_axes"):
         mb.micro_vmap(jnp.sin, out_axes=1)
+
+
+def test_microbatching_keeps_an_explicitly_sharded_batch_sharded():
+    # On jax >= 0.7 with explicit mesh axes, the reshapes name their output sharding: microbatch i
+    # holds rows i, i + n, ... so each microbatch stays spread over the devices, and CONCAT
+    # returns the batch in order with its sharding. (optax 0.2.8 compares jax versions as
+    # strings, '0.10.2' < '0.7.0', so on this jax it takes the pre-0.7 path and its reshape
+    # raises a ShardingTypeError; gradtx has no version test.)
+    from jax.sharding import AxisType, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    mesh = jax.make_mesh((4,), ("data",), axis_types=(AxisType.Explicit,))
+    x = jnp.arange(48.0).reshape(16, 3)
+    with jax.set_mesh(mesh):
+        xs = jax.device_put(x, NamedSharding(mesh, P("data")))
+        split = jax.jit(lambda a: mb.reshape_batch_axis(a, 4))(xs)
+        assert split.shape == (4, 4, 3) and split.sharding.spec == P(None, "data", None)
+        np.testing.assert_array_equal(np.asarray(split[1, :, 0]), [3.0, 15.0, 27.0, 39.0])
+        both = mb.microbatch(lambda a: (a * 2, jnp.sum(a, axis=0)), 0, 4,
+                             accumulator=(mb.AccumulationType.CONCAT, mb.AccumulationType.SUM))
+        doubled, total = jax.jit(both)(xs)
+        assert doubled.sharding.spec == P("data", None)
+        np.testing.assert_array_equal(np.asarray(doubled), np.asarray(x * 2))
+        np.testing.assert_array_equal(np.asarray(total), np.asarray(jnp.sum(x, axis=0)))
+        with pytest.raises(ValueError, match="split over 4 devices"):
+            mb.reshape_batch_axis(xs, 2)

@@ -1,6 +1,7 @@
 """Run a transformation only at some steps: `conditionally_transform` (pass the updates through
 otherwise) and `conditionally_mask` (zero them otherwise)."""
 
+from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 import jax
@@ -64,7 +65,7 @@ def _check_arguments(owner: str, inner: Any, should_transform_fn: Any, forward_e
     check_bool(owner, "forward_extra_args", forward_extra_args)
 
 
-def _condition(owner: str, fn: ConditionFn, step: jax.Array, extra_args: dict[str, Any]) -> jax.Array:
+def _condition(owner: str, fn: ConditionFn, step: jax.Array, extra_args: dict[str, Any]) -> Any:
     """`fn(step, ...)` as a scalar predicate; a TypeError naming `owner` for anything else."""
     value = fn(step, **extra_args)
     shape, dtype = jnp.shape(value), jnp.result_type(value)
@@ -77,8 +78,8 @@ def _condition(owner: str, fn: ConditionFn, step: jax.Array, extra_args: dict[st
 
 
 def _conditional(owner: str, inner: GradientTransformation, should_transform_fn: ConditionFn,
-                 forward_extra_args: bool, mask: bool) -> tuple[Any, Any]:
-    """The `init` and `update` of both wrappers (`mask`: zero the updates of skipped steps)."""
+                 forward_extra_args: bool, mask: bool) -> Callable[..., Any]:
+    """The step of both wrappers: `(updates, inner_state)` (`mask`: zero the skipped steps' updates)."""
     inner_update = forwarding_update(inner)
 
     def step_fn(updates, state, params, extra_args):

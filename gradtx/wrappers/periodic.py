@@ -22,7 +22,7 @@ class ApplyEvery(NamedTuple):
         grad_acc: the sum of the updates since the last emission, shaped like the params.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name shadows tuple.count
     grad_acc: Updates
 
 

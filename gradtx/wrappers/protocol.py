@@ -147,7 +147,9 @@ def tree_map_params(
         ([1.0, 1.0, 1.0], 0)
     """
     placeholder_class = _placeholder_class()
-    init = initable.init if callable(getattr(initable, "init", None)) else initable
+    init: Any = getattr(initable, "init", None)
+    if not callable(init):
+        init = initable
     if not callable(init):
         raise TypeError(
             f"tree_map_params: initable must be a transformation or an init function, "
