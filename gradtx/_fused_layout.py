@@ -111,7 +111,7 @@ def opaque_offsets(offsets: list[int], buffers: list[jax.Array]) -> list[jax.Arr
     first = lax.slice(probe, (0,), (1,))
     nan = lax.convert_element_type(lax.ne(first, first), jnp.int32)  # 0, or 1 for NaN
     key = lax.concatenate([nan, lax.full((1,), 1, jnp.int32)], 0)
-    values = [np.array([o, 0], np.uint32) for o in offsets]
+    values: list[Any] = [np.array([o, 0], np.uint32) for o in offsets]
     sorted_ = lax.sort([key, *values], num_keys=1, is_stable=True)
     return [lax.reshape(lax.slice(v, (0,), (1,)), ()) for v in sorted_[1:]]
 

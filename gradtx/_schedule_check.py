@@ -77,7 +77,7 @@ def check_schedule_value(
             f"{owner}: the schedule given for {name}, {describe_schedule(schedule)}, must return a "
             f"real scalar ({form}); it returned a value of dtype {dtype}{_suffix(hint)}"
         )
-    shape = np.shape(value)
+    shape = np.shape(value)  # type: ignore[arg-type]  # numpy's stubs omit numbers.Number (shape ())
     if shape != ():
         raise ValueError(
             f"{owner}: the schedule given for {name}, {describe_schedule(schedule)}, must return a "

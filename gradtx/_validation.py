@@ -7,6 +7,7 @@ accepted as they are.
 
 import math
 import numbers
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -158,8 +159,8 @@ def check_state_params(owner: str, params: Any, dtype: Any = None, dtype_name: s
             )
 
 
-def check_params_and_value_fn(owner: str, params: Any, value_fn: Any) -> None:
-    """For `update` of a second-order transformation: params given and `value_fn` a callable."""
+def check_params_and_value_fn(owner: str, params: Any, value_fn: Any) -> Callable[..., Any]:
+    """For `update` of a second-order transformation: params given and `value_fn` a callable (returned)."""
     if params is None:
         raise ValueError(
             f"{owner}.update: params are required (the Hessian is evaluated at the current params); "
@@ -173,3 +174,4 @@ def check_params_and_value_fn(owner: str, params: Any, value_fn: Any) -> None:
         )
     if not callable(value_fn):
         raise TypeError(f"{owner}.update: value_fn must be callable, got {type(value_fn).__name__}: {value_fn!r}")
+    return value_fn

@@ -173,7 +173,7 @@ def _short_repr(value: Any) -> str:
 
 
 def _format_call(name: str, arguments: Mapping[str, Any]) -> str:
-    parts = []
+    parts: list[str] = []
     for key, value in arguments.items():
         if key.startswith("*"):
             parts.extend(_short_repr(v) for v in value)

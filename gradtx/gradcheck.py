@@ -272,7 +272,7 @@ def _map_checks(fn: Callable, records: Any, n: int) -> Any:
     return jax.lax.map(fn, records, batch_size=batch)
 
 
-def _central(fn: Callable, x0: jax.Array, h: jax.Array, u: jax.Array) -> jax.Array:
+def _central(fn: Callable, x0: jax.Array, h: float | jax.Array, u: jax.Array) -> jax.Array:
     """`(fn(x0 + h u) − fn(x0 − h u)) / 2h`, evaluating `fn` once on the stacked pair."""
     values = jax.vmap(fn)(jnp.stack([x0 + h * u, x0 - h * u]))
     return (values[0] - values[1]) / (2 * h)

@@ -87,12 +87,12 @@ def current_hyperparams(tx: GradientTransformation, state: OptState) -> dict[str
     if isinstance(state, MultiStepsState) and getattr(tx.update, "_gradtx_info", ("",))[0] == "MultiSteps":
         return _multi_steps_hyperparams(args, state)
     if isinstance(state, (InjectHyperparamsState, InjectStatefulHyperparamsState)):
-        out = {k: _value(v) for k, v in args.items()}
+        out: dict[str, Any] = {k: _value(v) for k, v in args.items()}
         out.update({k: _value(v) for k, v in state.hyperparams.items()})
         return out
     members = args.pop("*transforms", None)
     count = _first_count(state)
-    out: dict[str, Any] = {}
+    out = {}
     for key, value in args.items():
         if callable(value) and not isinstance(value, GradientTransformation) and count is not None:
             out[key] = _value(value(count))

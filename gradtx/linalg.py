@@ -225,7 +225,7 @@ def matrix_inverse_pth_root(
     n = _square_matrix(owner, "matrix", matrix)[0]
     if not _v.is_traced(p):
         _v.check_int(owner, "p", p, low=1)
-        if int(p) not in _ROOTS:
+        if int(np.asarray(p)) not in _ROOTS:
             raise ValueError(f"{owner}: p must be one of {_ROOTS}, got {p!r}")
     _v.check_int(owner, "num_iters", num_iters, low=0)
     _v.check_real(owner, "ridge_epsilon", ridge_epsilon, low=0.0)

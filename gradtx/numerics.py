@@ -51,6 +51,7 @@ def safe_increment(count: jax.typing.ArrayLike) -> jax.Array:
         2147483647
     """
     dtype = jnp.asarray(count).dtype
+    top: Any
     if jnp.issubdtype(dtype, jnp.integer):
         top = jnp.iinfo(dtype).max
     elif jnp.issubdtype(dtype, jnp.floating):
@@ -316,7 +317,7 @@ def bias_correction(moments: Any, decay: jax.typing.ArrayLike, count: jax.typing
     Returns:
         The corrected moments.
     """
-    divisor = 1 - decay**count
+    divisor = jnp.asarray(1 - decay**count)
     return jax.tree.map(lambda m: m / divisor.astype(m.dtype), moments)
 
 

@@ -51,7 +51,7 @@ class NewtonCGState(NamedTuple):
             iteration and the gradient was returned).
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name (shadows tuple.count)
     cg_iterations: jax.Array
     total_hvps: jax.Array
     negative_curvature: jax.Array
@@ -174,7 +174,7 @@ def scale_by_newton_cg(cg_iters: int = 50, damping: float = 0.0, tol: float = 1e
 
     def update(updates, state, params=None, *, value_fn: Callable[[Any], Any] | None = None, **extra_args):
         del extra_args
-        _v.check_params_and_value_fn(owner, params, value_fn)
+        value_fn = _v.check_params_and_value_fn(owner, params, value_fn)
         mv, _, dtype, unravel = flatten_operator(hessian_operator(value_fn, params), params)
         g, _ = ravel_pytree(updates)
         g = g.astype(dtype)

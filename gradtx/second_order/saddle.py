@@ -54,7 +54,7 @@ class SaddleEscapeState(NamedTuple):
             until the first solve).
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name (shadows tuple.count)
     key: jax.Array
     escapes: jax.Array
     eigen_solves: jax.Array
@@ -71,7 +71,7 @@ class PerturbedGradientState(NamedTuple):
         perturbations: number of perturbations added (int32).
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name (shadows tuple.count)
     key: jax.Array
     steps_since_perturbation: jax.Array
     perturbations: jax.Array
@@ -185,7 +185,7 @@ def saddle_escape(
 
     def update(updates, state, params=None, *, value_fn: Callable[[Any], Any] | None = None, **extra_args):
         del extra_args
-        _v.check_params_and_value_fn(owner, params, value_fn)
+        value_fn = _v.check_params_and_value_fn(owner, params, value_fn)
         next_key, solve_key = jax.random.split(state.key)
         small = global_norm(updates) < grad_tol
 

@@ -62,7 +62,7 @@ __all__ = [
 class ScaleByAdamState(NamedTuple):
     """State of [`scale_by_adam`][gradtx.scale_by_adam] and [`scale_by_adamax`][gradtx.scale_by_adamax]."""
 
-    count: jax.Array  # int32 scalar: number of updates done
+    count: jax.Array  # type: ignore[assignment]  # optax's field name (shadows tuple.count; int32 scalar: number of updates done)
     mu: Updates  # first moment
     nu: Updates  # second moment (Adam) or infinity-norm moment (Adamax)
 
@@ -70,7 +70,7 @@ class ScaleByAdamState(NamedTuple):
 class ScaleByAmsgradState(NamedTuple):
     """State of [`scale_by_amsgrad`][gradtx.scale_by_amsgrad]."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name (shadows tuple.count)
     mu: Updates
     nu: Updates
     nu_max: Updates  # running maximum of the (bias-corrected) second moment
@@ -79,7 +79,7 @@ class ScaleByAmsgradState(NamedTuple):
 class ScaleByLionState(NamedTuple):
     """State of [`scale_by_lion`][gradtx.scale_by_lion]."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name (shadows tuple.count)
     mu: Updates
 
 

@@ -22,7 +22,7 @@ class TraceState(NamedTuple):
 class EmaState(NamedTuple):
     """State of [`ema`][gradtx.ema]: the step count (int32) and the moving average."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name (shadows tuple.count)
     ema: Updates
 
 

@@ -18,7 +18,7 @@ __all__ = ["AddNoiseState", "add_noise"]
 class AddNoiseState(NamedTuple):
     """State of [`add_noise`][gradtx.add_noise]: step count (int32) and the PRNG key to use next."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name (shadows tuple.count)
     rng_key: jax.Array
 
 
@@ -33,7 +33,7 @@ def _as_key(owner: str, key: Any) -> jax.Array:
             f"{owner}: key must be a jax.random.key, a raw uint32 key or an integer seed, got "
             f"{type(key).__name__}: {key!r}"
         )
-    return jax.random.key(key)
+    return jax.random.key(key)  # type: ignore[arg-type]  # an integer seed (numbers.Integral)
 
 
 @describe
@@ -80,7 +80,7 @@ def add_noise(
 
     def init(params):
         del params
-        return AddNoiseState(count=jnp.zeros([], jnp.int32), rng_key=key)
+        return AddNoiseState(count=jnp.zeros([], jnp.int32), rng_key=key)  # type: ignore[arg-type]  # a key by now
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args

@@ -54,7 +54,7 @@ class ScaleByRmsState(NamedTuple):
 class ScaleByRmsWithCountState(NamedTuple):
     """State of [`scale_by_rms`][gradtx.scale_by_rms] with `bias_correction=True`."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name (shadows tuple.count)
     nu: Updates
 
 
@@ -68,7 +68,7 @@ class ScaleByRStdDevState(NamedTuple):
 class ScaleByRStdDevWithCountState(NamedTuple):
     """State of [`scale_by_stddev`][gradtx.scale_by_stddev] with `bias_correction=True`."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name (shadows tuple.count)
     mu: Updates
     nu: Updates
 

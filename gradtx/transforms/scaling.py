@@ -32,7 +32,7 @@ _NO_PARAMS = (
 class ScaleByScheduleState(NamedTuple):
     """State of a scheduled scaling: the number of updates done (int32)."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name (shadows tuple.count)
 
 
 ScaleState = EmptyState

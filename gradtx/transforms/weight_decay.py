@@ -23,7 +23,7 @@ class WeightDecaySchedule(NamedTuple):
     (it is also exported as `AddDecayedWeightsState`).
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name (shadows tuple.count)
 
 
 AddDecayedWeightsState = WeightDecaySchedule
@@ -121,7 +121,7 @@ def add_decayed_weights(
                 f"weight_decay * params); call update(updates, state, params)."
             )
         if scheduled:
-            rate = call_schedule(owner, "weight_decay", weight_decay, state.count)
+            rate = call_schedule(owner, "weight_decay", weight_decay, state.count)  # type: ignore[arg-type]  # scheduled: callable
             new_state = AddDecayedWeightsState(count=safe_increment(state.count))
         else:
             rate = weight_decay
@@ -141,7 +141,7 @@ def add_decayed_weights(
             mask_tree = mask(params) if callable(mask) else mask
             filled = jax.tree.map(lambda g: 0 if g is None else g, updates, is_leaf=lambda x: x is None)
             flags = _broadcast_mask(mask_tree, filled)
-        out = []
+        out: list[Any] = []
         for g, p, flag in zip(g_leaves, p_leaves, flags, strict=True):
             if g is None:
                 out.append(None)

@@ -39,7 +39,7 @@ class InjectHyperparamsState(NamedTuple):
     this class only has no `hyperparams_states` field.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name (shadows tuple.count)
     hyperparams: dict[str, jax.Array]
     inner_state: OptState
 
@@ -61,7 +61,7 @@ class InjectStatefulHyperparamsState(NamedTuple):
         inner_state: the state of the wrapped transformation.
     """
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name (shadows tuple.count)
     hyperparams: dict[str, jax.Array]
     hyperparams_states: dict[str, Any]
     inner_state: OptState
@@ -70,7 +70,7 @@ class InjectStatefulHyperparamsState(NamedTuple):
 class WrappedScheduleState(NamedTuple):
     """State of a [`WrappedSchedule`][gradtx.WrappedSchedule]: its int32 step count."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # optax's field name (shadows tuple.count)
 
 
 class WrappedSchedule:
@@ -183,8 +183,8 @@ def _make_injector(
             elif callable(value):
                 schedules[name] = _CheckedSchedule(value, owner, name)
             elif isinstance(value, (numbers.Number, jax.Array, np.ndarray, np.generic)):
-                if np.ndim(value) != 0:
-                    raise ValueError(f"{owner}: hyper-parameter {name} must be a scalar, got shape {np.shape(value)}")
+                if np.ndim(value) != 0:  # type: ignore[arg-type]  # numpy's stubs omit numbers.Number
+                    raise ValueError(f"{owner}: hyper-parameter {name} must be a scalar, got shape {np.shape(value)}")  # type: ignore[arg-type]
                 numeric[name] = value
 
         def build(values: dict[str, Any]) -> GradientTransformation:
