@@ -122,7 +122,7 @@ def _global_norm(tree: Any) -> jax.Array:
     leaves = jax.tree.leaves(tree)
     if not leaves:
         return jnp.zeros((), jnp.float32)
-    total = 0
+    total: Any = 0
     for g in leaves:
         total = total + jnp.sum(abs_sq(g, stat_dtype(g)))
     return jnp.sqrt(total)
@@ -341,6 +341,7 @@ def unitwise_clip(
             f"{shapes[1]} and {shapes[2]}"
         )
     _v.check_real("unitwise_clip", "div_eps", div_eps, low=0.0)
+    g_norm, max_norm, grad = jnp.asarray(g_norm), jnp.asarray(max_norm), jnp.asarray(grad)
     clipped = grad * (max_norm / jnp.maximum(g_norm, div_eps))
     return jnp.where(g_norm < max_norm, grad, clipped)
 

@@ -232,12 +232,12 @@ def differentially_private_aggregate(
     owner = "differentially_private_aggregate"
     _v.check_real(owner, "l2_norm_clip", l2_norm_clip, low=0.0, low_inclusive=False)
     _v.check_real(owner, "noise_multiplier", noise_multiplier, low=0.0)
-    key = _initial_key(owner, key, seed)
+    first_key = _initial_key(owner, key, seed)
     noise_std = l2_norm_clip * noise_multiplier
 
     def init(params):
         del params
-        return DifferentiallyPrivateAggregateState(rng_key=key)
+        return DifferentiallyPrivateAggregateState(rng_key=first_key)
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
