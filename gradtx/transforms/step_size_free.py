@@ -72,8 +72,7 @@ def _check_value(owner: str, value: Any) -> None:
         )
     if jnp.shape(value) != ():
         raise TypeError(
-            f"{owner}.update: value must be a scalar (the objective's value), got shape "
-            f"{jnp.shape(value)}"
+            f"{owner}.update: value must be a scalar (the objective's value), got shape {jnp.shape(value)}"
         )
     dtype = jnp.result_type(value)
     if not jnp.issubdtype(dtype, jnp.number) or jnp.issubdtype(dtype, jnp.complexfloating):
@@ -143,7 +142,9 @@ def scale_by_polyak(
         if variant == "sps+":
             gap = jnp.maximum(gap, 0)
         denom = sq_norm + eps
-        step = jnp.where(denom <= _TINY, jnp.zeros((), sq_norm.dtype), jnp.minimum(gap / denom, max_learning_rate))
+        step = jnp.where(
+            denom <= _TINY, jnp.zeros((), sq_norm.dtype), jnp.minimum(gap / denom, max_learning_rate)
+        )
 
         def leaf(g):
             cdt = compute_dtype(g.dtype, step.dtype)
@@ -292,7 +293,9 @@ def normalize_by_update_norm(scale_factor: float = 1.0, eps: float = 1e-6) -> Gr
     owner = "normalize_by_update_norm"
     _v.check_real(owner, "scale_factor", scale_factor)
     if not _v.is_traced(scale_factor) and scale_factor == 0:
-        raise ValueError(f"{owner}: scale_factor must be nonzero (0 would zero every update), got {scale_factor!r}")
+        raise ValueError(
+            f"{owner}: scale_factor must be nonzero (0 would zero every update), got {scale_factor!r}"
+        )
     _v.check_real(owner, "eps", eps, low=0.0)
     guard = _v.is_traced(eps) or eps == 0
 
