@@ -59,8 +59,8 @@ def adafactor(
     `optax.adafactor`; `update` needs `params`.
 
     Args:
-        learning_rate: $\eta$: None (default: no scaling, the paper's relative step of 1), a
-            real number >= 0, or a schedule of the step count.
+        learning_rate: $\eta$: None (default: stage 3 is left out, a step size of 1), a real
+            number >= 0, or a schedule of the step count.
         min_dim_size_to_factor: factor a leaf's statistics only when its two longest axes
             both have at least this many entries; default 128, an integer >= 0.
         decay_rate: the exponent of the decay schedule; default 0.8, a real number >= 0.

@@ -213,8 +213,9 @@ def adadelta(
     scale_by_learning_rate(η))`, as `optax.adadelta`.
 
     Args:
-        learning_rate: $\eta$: None (default: the updates are $+\Delta_t$, unscaled and not
-            negated, as in optax), a real number >= 0 or a schedule of the step count. Both
+        learning_rate: $\eta$: a real number >= 0, a schedule of the step count, or None
+            (default). With None the updates are $+\Delta_t$, neither scaled nor negated, as in
+            optax, so `apply_updates` moves *up* the gradient: pass a learning rate. Both
             averages start at 0, so the first steps are about $\eta\sqrt{\epsilon}$ long:
             values well above 1 are common.
         rho: $\rho$ in [0, 1], default 0.9.
