@@ -312,3 +312,16 @@ def test_reprs_show_every_argument():
     )
     assert repr(gradtx.scale_by_adan()) == "scale_by_adan(b1=0.98, b2=0.92, b3=0.99, eps=1e-08, eps_root=0.0)"
     assert gradtx.hyperparams(gradtx.novograd(1e-3))["b2"] == 0.25
+
+
+@pytest.mark.parametrize("name", ["adabelief", "adamaxw", "adan", "radam", "yogi", "novograd",
+                                  "optimistic_gradient_descent", "optimistic_adam_v2"])
+def test_python_scalar_leaves_as_jit_treats_them(name):
+    # optax's yogi and novograd fail on a Python-scalar params leaf; gradtx treats it as jit does
+    params = {"w": 1.0, "b": jnp.ones(2)}
+    tx = getattr(gradtx, name)(0.1)
+    state = tx.init(params)
+    eager, _ = tx.update({"w": 2.0, "b": jnp.ones(2)}, state, params)
+    jitted, new_state = jax.jit(tx.update)({"w": 2.0, "b": jnp.ones(2)}, state, params)
+    np.testing.assert_allclose(float(eager["w"]), float(jitted["w"]), rtol=1e-6)
+    assert jax.tree.map(jnp.result_type, new_state) == jax.tree.map(jnp.result_type, state)
