@@ -436,3 +436,29 @@ def test_traced_hyperparameters_pass_validation():
     summed, n = clipped(1.0)
     np.testing.assert_allclose(summed[0], jnp.full(4, 1.0))
     assert int(n) == 2
+
+
+@pytest.mark.skipif(len(jax.devices()) < 8, reason="needs 8 (simulated) devices")
+def test_dpsgd_state_keeps_the_params_sharding():
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    mesh = Mesh(np.array(jax.devices()[:8]), ("x",))
+    shardings = {"w": NamedSharding(mesh, P("x", None)), "b": NamedSharding(mesh, P("x"))}
+    params = {
+        "w": jax.device_put(jnp.linspace(-1.0, 1.0, 64).reshape(16, 4), shardings["w"]),
+        "b": jax.device_put(jnp.ones(8), shardings["b"]),
+    }
+    tx = gradtx.dpsgd(0.1, 1.0, 0.5, seed=0, momentum=0.9)
+
+    @jax.jit
+    def step(params, state):
+        per_example = jax.tree.map(lambda p: jnp.stack([p, -0.5 * p, 2.0 * p]), params)
+        updates, state = tx.update(per_example, state, params)
+        return gradtx.apply_updates(params, updates), state
+
+    state = tx.init(params)
+    for _ in range(2):
+        params, state = step(params, state)
+    for name, leaf in state[1].trace.items():
+        assert leaf.sharding.is_equivalent_to(shardings[name], leaf.ndim), (name, leaf.sharding)
