@@ -462,3 +462,21 @@ def test_dpsgd_state_keeps_the_params_sharding():
         params, state = step(params, state)
     for name, leaf in state[1].trace.items():
         assert leaf.sharding.is_equivalent_to(shardings[name], leaf.ndim), (name, leaf.sharding)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16, jnp.float32])
+@pytest.mark.parametrize(
+    "make",
+    [lambda: gradtx.adaptive_grad_clip(0.1), lambda: gradtx.clip_by_block_rms(0.5), lambda: gradtx.centralize(),
+     lambda: gradtx.keep_params_nonnegative()],
+    ids=["adaptive_grad_clip", "clip_by_block_rms", "centralize", "keep_params_nonnegative"],
+)
+def test_updates_keep_their_dtype(make, dtype):
+    params = {"k": jnp.full((3, 4), 0.5, dtype), "b": jnp.ones(4, dtype), "s": jnp.asarray(0.1, dtype)}
+    grads = {"k": jnp.linspace(-3.0, 3.0, 12, dtype=dtype).reshape(3, 4), "b": jnp.full(4, -2.0, dtype),
+             "s": jnp.asarray(5.0, dtype)}
+    tx = make()
+    out, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+    for name in grads:
+        assert out[name].dtype == dtype, (name, out[name].dtype)
+        assert np.all(np.isfinite(np.asarray(out[name], np.float32))), name
