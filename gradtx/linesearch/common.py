@@ -43,7 +43,7 @@ def _leaf_vdot(a: Any, b: Any) -> jax.Array:
     return jnp.tensordot(a, b, a.ndim, precision=jax.lax.Precision.HIGHEST, out_sharding=out)
 
 
-def vdot(x: Any, y: Any) -> jax.Array:
+def vdot(x: Any, y: Any) -> Any:
     """`⟨x, y⟩ = Σ_leaves Σ conj(x)·y`, leaves summed in tree order starting from 0."""
     return functools.reduce(operator.add, jax.tree.leaves(jax.tree.map(_leaf_vdot, x, y)), 0)
 

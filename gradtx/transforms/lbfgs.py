@@ -133,7 +133,7 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
         diff_params, diff_updates, weight = jax.tree.map(
             lambda x: jnp.where(state.count > 0, x, jnp.zeros_like(x)), (diff_params, diff_updates, weight)
         )
-        memories = jax.tree.map(
+        dw_memory, du_memory, rho_memory = jax.tree.map(
             lambda memory, new: memory.at[previous].set(new),
             (state.diff_params_memory, state.diff_updates_memory, state.weights_memory),
             (diff_params, diff_updates, weight),
@@ -149,7 +149,8 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
         else:
             gamma = 1.0
         # 3. the two-loop product P_k u_k
-        direction = _two_loop(updates, *memories, gamma, newest)
-        return direction, ScaleByLBFGSState(safe_increment(state.count), params, updates, *memories)
+        direction = _two_loop(updates, dw_memory, du_memory, rho_memory, gamma, newest)
+        new_state = ScaleByLBFGSState(safe_increment(state.count), params, updates, dw_memory, du_memory, rho_memory)
+        return direction, new_state
 
     return GradientTransformation(init, update)
