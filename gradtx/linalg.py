@@ -75,11 +75,7 @@ def power_iteration(
 
     Starting from $v_0/\|v_0\|$, repeat
 
-    $$
-
-    z_{k+1} = A\, \frac{z_k}{\|z_k\|}, \qquad \lambda_{k+1} = \Big\langle \frac{z_k}{\|z_k\|},\ z_{k+1} \Big\rangle
-
-    $$
+    $$z_{k+1} = A\, \frac{z_k}{\|z_k\|}, \qquad \lambda_{k+1} = \Big\langle \frac{z_k}{\|z_k\|},\ z_{k+1} \Big\rangle$$
 
     until the relative residual $\|z_{k+1} - \lambda_{k+1} z_k/\|z_k\|\| / |\lambda_{k+1}|$ is
     below `error_tolerance`, or `num_iters` products were taken. Converges when $A$ is
@@ -188,11 +184,7 @@ def matrix_inverse_pth_root(
     $z = (1+p) / (2\|A_\epsilon\|_F)$, start from $M_0 = z A_\epsilon$, $H_0 = z^{1/p} I$ and
     repeat
 
-    $$
-
-    N_k = (1-\alpha) I + \alpha M_k, \qquad M_{k+1} = N_k^{\,p} M_k, \qquad H_{k+1} = H_k N_k
-
-    $$
+    $$N_k = (1-\alpha) I + \alpha M_k, \qquad M_{k+1} = N_k^{\,p} M_k, \qquad H_{k+1} = H_k N_k$$
 
     while $\max|M_k - I| >$ `error_tolerance`, at most `num_iters` times, stopping early when the
     error grows by more than 20% (then the previous $H$ is returned). $H_k \to A_\epsilon^{-1/p}$.
@@ -293,13 +285,9 @@ def nnls(
     $c_0 = 0$, each of the `iters` steps is a projected gradient step from the extrapolated
     point $y$ followed by Nesterov-style momentum:
 
-    $$
-
-    c_{k+1} = \tfrac{1 + \sqrt{1 + 4c_k^2}}{2}, \quad
+    $$c_{k+1} = \tfrac{1 + \sqrt{1 + 4c_k^2}}{2}, \quad
     x_{k+1} = \max\!\big(0,\ y_k - (Q y_k - q)/L\big), \quad
-    y_{k+1} = x_{k+1} + \tfrac{c_k - 1}{c_{k+1}} (x_{k+1} - x_k)
-
-    $$
+    y_{k+1} = x_{k+1} + \tfrac{c_k - 1}{c_{k+1}} (x_{k+1} - x_k)$$
 
     Numbers equal optax's `nnls`.
 

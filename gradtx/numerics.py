@@ -75,11 +75,7 @@ def safe_norm(
 ) -> jax.Array:
     r"""`max(‖x‖, min_norm)` whose gradient is finite (zero) where `‖x‖ <= min_norm`.
 
-    $$
-
-    \operatorname{safe\_norm}(x) = \begin{cases} \|x\| & \|x\| > m \\ m & \|x\| \le m \end{cases}
-
-    $$
+    $$\operatorname{safe\_norm}(x) = \begin{cases} \|x\| & \|x\| > m \\ m & \|x\| \le m \end{cases}$$
 
     `jnp.maximum(jnp.linalg.norm(x), min_norm)` has a NaN gradient at $x = 0$: the norm's
     derivative $x/\|x\|$ is evaluated there even though `maximum` discards it. Here the norm is
@@ -115,11 +111,7 @@ def safe_norm(
 def safe_root_mean_squares(x: jax.typing.ArrayLike, min_rms: jax.typing.ArrayLike) -> jax.Array:
     r"""`max(sqrt(mean(|x|²)), min_rms)` whose gradient is finite (zero) where the RMS is `<= min_rms`.
 
-    $$
-
-    \operatorname{rms}(x) = \max\Big(\sqrt{\tfrac1n \textstyle\sum_i |x_i|^2},\ m\Big)
-
-    $$
+    $$\operatorname{rms}(x) = \max\Big(\sqrt{\tfrac1n \textstyle\sum_i |x_i|^2},\ m\Big)$$
 
     As in [`safe_norm`][gradtx.numerics.safe_norm], the square root is taken of a stand-in
     (all ones) wherever the bound wins, so $x = 0$ has gradient 0 instead of NaN. Complex `x`
@@ -210,11 +202,7 @@ def _leafwise(fn: Any, updates: Any, moments: Any) -> Any:
 def update_moment(updates: Any, moments: Any, decay: jax.typing.ArrayLike, order: int) -> Any:
     r"""Exponential moving average of the `order`-th power of the updates.
 
-    $$
-
-    m \leftarrow (1-\beta)\, g^{k} + \beta\, m
-
-    $$
+    $$m \leftarrow (1-\beta)\, g^{k} + \beta\, m$$
 
     with $\beta$ = `decay` and $k$ = `order`, leaf by leaf (`None` update leaves stay `None`).
     The power is taken as is, so a complex $g$ gives a complex $g^k$; for the real moment of a
@@ -236,11 +224,7 @@ def update_moment(updates: Any, moments: Any, decay: jax.typing.ArrayLike, order
 def update_moment_per_elem_norm(updates: Any, moments: Any, decay: jax.typing.ArrayLike, order: int) -> Any:
     r"""Exponential moving average of $|g|^k$, the `order`-th power of each element's modulus.
 
-    $$
-
-    m \leftarrow (1-\beta)\, |g|^{k} + \beta\, m
-
-    $$
+    $$m \leftarrow (1-\beta)\, |g|^{k} + \beta\, m$$
 
     For real $g$ this is $g^k$ (no absolute value is taken, as in optax); for complex $g$ it is
     $(\operatorname{Re}(\bar g g))^{k/2}$, a real moment. Numbers equal optax's
@@ -269,11 +253,7 @@ def update_moment_per_elem_norm(updates: Any, moments: Any, decay: jax.typing.Ar
 def update_infinity_moment(updates: Any, moments: Any, decay: jax.typing.ArrayLike, eps: jax.typing.ArrayLike) -> Any:
     r"""Exponentially weighted infinity norm (Adamax's second statistic).
 
-    $$
-
-    u \leftarrow \max\big(|g| + \epsilon,\ \beta\, u\big)
-
-    $$
+    $$u \leftarrow \max\big(|g| + \epsilon,\ \beta\, u\big)$$
 
     leaf by leaf (`None` update leaves stay `None`). Numbers equal optax's
     `update_infinity_moment`.
@@ -298,11 +278,7 @@ def update_infinity_moment(updates: Any, moments: Any, decay: jax.typing.ArrayLi
 def bias_correction(moments: Any, decay: jax.typing.ArrayLike, count: jax.typing.ArrayLike) -> Any:
     r"""Adam's bias correction: every moment divided by $1 - \beta^t$.
 
-    $$
-
-    \hat m = \frac{m}{1 - \beta^{t}}
-
-    $$
+    $$\hat m = \frac{m}{1 - \beta^{t}}$$
 
     `count` is $t$, the step count after incrementing (1 at the first update). The divisor is
     computed in the precision of `decay` and `count` (float32 for a Python `decay` and an int32
