@@ -362,3 +362,38 @@ def test_normalize_keeps_the_dtype_and_refuses_zero_scale():
     np.testing.assert_allclose(np.asarray(u, np.float32), 0.5, rtol=1e-2)
     with pytest.raises(ValueError, match=r"normalize_by_update_norm: scale_factor must be nonzero"):
         gradtx.normalize_by_update_norm(0.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Python scalars and integers as leaves (optax accepts them)
+# ----------------------------------------------------------------------------------------------
+
+SCALAR_BUILDERS = {
+    "rprop": lambda m: m.rprop(0.1),
+    "sign_sgd": lambda m: m.sign_sgd(0.1),
+    "signum": lambda m: m.signum(0.1),
+    "noisy_sgd": lambda m: m.noisy_sgd(0.1, key=jax.random.key(2)),
+    "polyak_sgd": lambda m: m.polyak_sgd(0.5),
+    "normalize_by_update_norm": lambda m: m.normalize_by_update_norm(-0.5),
+    "scale_by_distance_over_gradients": lambda m: m.scale_by_distance_over_gradients(1e-2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCALAR_BUILDERS))
+def test_python_scalar_and_integer_leaves_give_optax_numbers(name):
+    params = {"w": 1.5, "b": jnp.array([0.5, -1.0, 2.0])}
+    grads = {"w": 0.25, "b": jnp.array([1, -3, 0])}  # integer gradients are promoted to float32
+    ours, ref = SCALAR_BUILDERS[name](gradtx), SCALAR_BUILDERS[name](optax)
+    ref_grads = {"w": jnp.float32(0.25), "b": grads["b"].astype(jnp.float32)}
+    ref_params = jax.tree.map(jnp.asarray, params)
+    state, ref_state = ours.init(params), ref.init(ref_params)
+    for _ in range(3):
+        u, state = ours.update(grads, state, params, value=2.0)
+        with jax.numpy_rank_promotion("allow"):  # optax's DoG multiplies a (1,) step size into each leaf
+            if name == "polyak_sgd":
+                v, ref_state = jax.jit(ref.update)(ref_grads, ref_state, ref_params, value=2.0)
+            else:
+                v, ref_state = jax.jit(ref.update)(ref_grads, ref_state, ref_params)
+        assert u["w"].shape == () and u["w"].dtype == u["b"].dtype == jnp.float32
+        np.testing.assert_allclose(np.ravel(u["w"]), np.ravel(v["w"]), rtol=1e-6)
+        np.testing.assert_allclose(u["b"], v["b"], rtol=1e-6)
