@@ -397,3 +397,21 @@ def test_python_scalar_and_integer_leaves_give_optax_numbers(name):
         assert u["w"].shape == () and u["w"].dtype == u["b"].dtype == jnp.float32
         np.testing.assert_allclose(np.ravel(u["w"]), np.ravel(v["w"]), rtol=1e-6)
         np.testing.assert_allclose(u["b"], v["b"], rtol=1e-6)
+
+
+@pytest.mark.skipif(len(jax.devices()) < 8, reason="needs 8 (simulated) devices")
+def test_dog_initial_params_and_rprop_state_keep_the_params_sharding():
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    mesh = Mesh(np.array(jax.devices()[:8]), ("x",))
+    sharding = NamedSharding(mesh, P("x", None))
+    params = {"w": jax.device_put(jnp.linspace(-1.0, 1.0, 64).reshape(16, 4), sharding)}
+    for tx, leaves in (
+        (gradtx.scale_by_distance_over_gradients(), lambda s: [s.init_params["w"]]),
+        (gradtx.scale_by_rprop(0.1), lambda s: [s.step_sizes["w"], s.prev_updates["w"]]),
+    ):
+        state = tx.init(params)
+        updates, state = jax.jit(tx.update)(params, state, params)
+        for leaf in [*leaves(state), updates["w"]]:
+            assert leaf.sharding.is_equivalent_to(sharding, 2), (tx, leaf.sharding)
