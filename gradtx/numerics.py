@@ -275,7 +275,7 @@ def update_infinity_moment(updates: Any, moments: Any, decay: jax.typing.ArrayLi
 
 
 @functools.partial(jax.jit, inline=True)
-def bias_correction(moments: Any, decay: jax.typing.ArrayLike, count: jax.typing.ArrayLike) -> Any:
+def bias_correction(moment: Any, decay: jax.typing.ArrayLike, count: jax.typing.ArrayLike) -> Any:
     r"""Adam's bias correction: every moment divided by $1 - \beta^t$.
 
     $$\hat m = \frac{m}{1 - \beta^{t}}$$
@@ -286,7 +286,7 @@ def bias_correction(moments: Any, decay: jax.typing.ArrayLike, count: jax.typing
     for the division, so bfloat16 moments stay bfloat16. Numbers equal optax's `bias_correction`.
 
     Args:
-        moments: the moment tree $m$.
+        moment: the moment tree $m$ (optax's argument name).
         decay: $\beta$, the moments' decay rate.
         count: $t$, the (incremented) step count.
 
@@ -294,10 +294,10 @@ def bias_correction(moments: Any, decay: jax.typing.ArrayLike, count: jax.typing
         The corrected moments.
     """
     divisor = jnp.asarray(1 - decay**count)
-    return jax.tree.map(lambda m: m / divisor.astype(m.dtype), moments)
+    return jax.tree.map(lambda m: m / divisor.astype(m.dtype), moment)
 
 
-def global_norm(tree: Any) -> jax.Array:
+def global_norm(updates: Any) -> jax.Array:
     r"""The Euclidean norm of all entries of a tree: $\sqrt{\sum_{\text{leaves}} \sum_i |x_i|^2}$.
 
     Complex leaves are measured by modulus. Squares and sums are computed in each leaf's own
@@ -306,12 +306,12 @@ def global_norm(tree: Any) -> jax.Array:
     float32-accurate norm of a bfloat16 tree). An empty tree has norm 0.
 
     Args:
-        tree: a tree of arrays (or numbers).
+        updates: a tree of arrays (or numbers); optax's argument name.
 
     Returns:
         A scalar.
     """
-    squares = [jnp.sum(jnp.square(jnp.real(x)) + jnp.square(jnp.imag(x))) for x in jax.tree.leaves(tree)]
+    squares = [jnp.sum(jnp.square(jnp.real(x)) + jnp.square(jnp.imag(x))) for x in jax.tree.leaves(updates)]
     return jnp.array(jnp.sqrt(sum(squares)))
 
 

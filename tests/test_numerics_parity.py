@@ -9,6 +9,7 @@ eigen-decompositions, `scipy.optimize.nnls`, the Gaussian density written out, g
 """
 
 import functools
+import inspect
 import warnings
 
 import jax
@@ -21,6 +22,24 @@ import gradtx
 from tests._bitwise import assert_same
 
 RNG = np.random.default_rng(0)
+
+
+NAMES = [
+    "global_norm", "safe_norm", "safe_root_mean_squares", "safe_increment", "safe_int32_increment",
+    "update_moment", "update_moment_per_elem_norm", "update_infinity_moment", "bias_correction",
+    "power_iteration", "matrix_inverse_pth_root", "nnls", "multi_normal",
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_signature_is_optax_s(name):
+    """Same parameter names, kinds and defaults: keyword calls written for optax work unchanged."""
+
+    def params(fn):
+        return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+    assert params(getattr(gradtx, name)) == params(getattr(optax, name))
+    assert name in gradtx.__all__
 
 
 def _both(fn, *args, **kwargs):
