@@ -418,3 +418,76 @@ def test_validation_messages_name_function_argument_and_range():
     # documented extremes are accepted: no curvature test, always start from max_learning_rate
     gradtx.scale_by_zoom_linesearch(10, curv_rtol=float("inf"), approx_dec_rtol=None)
     gradtx.scale_by_backtracking_linesearch(10, increase_factor=float("inf"))
+
+
+# --------------------------------------------------------------------------------------------
+# interoperability, jit, sharding
+# --------------------------------------------------------------------------------------------
+
+
+def test_states_are_read_by_either_libraries_value_and_grad_from_state():
+    w = jnp.array([-1.2, 1.0])
+    for make, read in ((gradtx.lbfgs, optax.value_and_grad_from_state),
+                       (optax.lbfgs, gradtx.value_and_grad_from_state)):
+        solver = make()
+        state = solver.init(w)
+        value, grad = jax.value_and_grad(rosenbrock)(w)
+        updates, state = solver.update(grad, state, w, value=value, grad=grad, value_fn=rosenbrock)
+        stored_value, stored_grad = read(rosenbrock)(gradtx.apply_updates(w, updates), state=state)
+        assert float(stored_value) == float(state[2].value) and stored_grad.tolist() == state[2].grad.tolist()
+
+
+def test_lbfgs_inside_optax_chain_receives_the_objective():
+    w = jnp.array([-1.2, 1.0])
+    ours = optax.chain(gradtx.lbfgs(), optax.identity())
+    value, grad = jax.value_and_grad(rosenbrock)(w)
+    updates, _ = ours.update(grad, ours.init(w), w, value=value, grad=grad, value_fn=rosenbrock)
+    ref, _ = optax.lbfgs().update(grad, optax.lbfgs().init(w), w, value=value, grad=grad, value_fn=rosenbrock)
+    np.testing.assert_allclose(updates, ref, rtol=1e-6)
+
+
+@pytest.mark.parametrize("search", ["zoom", "backtracking"])
+def test_eager_updates_equal_jitted_ones_and_the_step_compiles_once(search):
+    # optax's initial info fields are weakly typed and its jitted step compiles twice
+    linesearch = gradtx.scale_by_backtracking_linesearch(10, store_grad=True) if search == "backtracking" else None
+    solver = gradtx.lbfgs(linesearch=linesearch) if linesearch else gradtx.lbfgs()
+    value_and_grad = gradtx.value_and_grad_from_state(rosenbrock)
+
+    def step(w, state):
+        value, grad = value_and_grad(w, state=state)
+        updates, state = solver.update(grad, state, w, value=value, grad=grad, value_fn=rosenbrock)
+        return gradtx.apply_updates(w, updates), state
+
+    jitted = jax.jit(step)
+    w_eager = w_jit = jnp.array([-1.2, 1.0])
+    s_eager = s_jit = solver.init(w_eager)
+    for _ in range(3):
+        w_eager, s_eager = step(w_eager, s_eager)
+        w_jit, s_jit = jitted(w_jit, s_jit)
+    np.testing.assert_allclose(w_eager, w_jit, rtol=1e-5)
+    assert jitted._cache_size() == 1
+
+
+@pytest.mark.skipif(len(jax.devices()) < 8, reason="needs 8 (simulated) devices")
+def test_lbfgs_state_is_sharded_like_the_params_from_init_on():
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    mesh = Mesh(np.array(jax.devices()[:8]), ("x",))
+    w = jax.device_put(jnp.linspace(-1.0, 1.0, 16), NamedSharding(mesh, P("x")))
+    solver = gradtx.lbfgs()
+    value_and_grad = gradtx.value_and_grad_from_state(rosenbrock)
+
+    @jax.jit
+    def step(w, state):
+        value, grad = value_and_grad(w, state=state)
+        updates, state = solver.update(grad, state, w, value=value, grad=grad, value_fn=rosenbrock)
+        return gradtx.apply_updates(w, updates), state
+
+    state = solver.init(w)  # optax places the memories on one device until the first jitted step
+    for when in ("init", "a jitted step"):
+        for leaf in (state[0].params, state[0].updates, state[2].grad):
+            assert leaf.sharding.is_equivalent_to(w.sharding, 1), when
+        for memory in (state[0].diff_params_memory, state[0].diff_updates_memory):
+            assert memory.sharding.is_equivalent_to(NamedSharding(mesh, P(None, "x")), 2), when
+        w, state = step(w, state)

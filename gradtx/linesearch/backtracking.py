@@ -138,7 +138,7 @@ def scale_by_backtracking_linesearch(
             value=jnp.array(jnp.inf, dtype=dtype),
             grad=tree_zeros_like(params) if store_grad else None,
             info=BacktrackingLinesearchInfo(
-                num_linesearch_steps=jnp.asarray(0), decrease_error=jnp.array(jnp.inf, dtype=dtype)
+                num_linesearch_steps=_c.strong(0), decrease_error=jnp.array(jnp.inf, dtype=dtype)
             ),
         )
 

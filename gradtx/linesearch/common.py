@@ -88,6 +88,16 @@ def real_dtype(params: Params) -> Any:
     return jnp.real(jnp.empty((), jnp.result_type(jax.tree.leaves(params)[0]))).dtype
 
 
+def strong(x: Any) -> jax.Array:
+    """`x` as an array of JAX's default dtype for it, not weakly typed.
+
+    optax's initial `info` fields are weakly typed, the ones its `update` returns are not, so a
+    jitted step compiles twice; the same dtype without the weak type compiles once.
+    """
+    x = jnp.asarray(x)
+    return x.astype(x.dtype)
+
+
 def increment(count: jax.Array) -> jax.Array:
     """`count + 1` in `count`'s integer dtype, saturating at its largest value."""
     count = jnp.asarray(count)

@@ -411,7 +411,7 @@ def scale_by_zoom_linesearch(
             learning_rate=jnp.asarray(1.0, dtype=dtype),
             value=jnp.asarray(jnp.inf, dtype=dtype),
             grad=tree_zeros_like(params),
-            info=ZoomLinesearchInfo(jnp.asarray(0), jnp.asarray(jnp.inf), jnp.asarray(jnp.inf)),
+            info=ZoomLinesearchInfo(_c.strong(0), _c.strong(jnp.inf), _c.strong(jnp.inf)),
         )
 
     def update(updates, state, params=None, *, value=None, grad=None, value_fn=None, **extra_args):
