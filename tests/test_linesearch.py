@@ -94,6 +94,20 @@ def test_lbfgs_iterates_and_states_equal_optax_bit_for_bit(problem, dtype):
         assert_same(ours, ref, f"{problem} {dtype} (iterates, states)")
 
 
+@pytest.mark.parametrize("search", ["zoom", "backtracking"])
+def test_complex_params_take_optax_steps(search):
+    c = jnp.array([1 + 2j, -0.5 + 0.3j, 2 - 1j], jnp.complex64)
+
+    def f(w):
+        return jnp.sum(jnp.abs(w - c) ** 2) + 0.1 * jnp.sum(jnp.abs(w) ** 4)
+
+    def build(m):
+        return m.lbfgs() if search == "zoom" else m.lbfgs(linesearch=m.scale_by_backtracking_linesearch(15, store_grad=True))
+
+    w0 = jnp.zeros(3, jnp.complex64)
+    assert_same(_solve(gradtx, f, w0, 10, build(gradtx)), _solve(optax, f, w0, 10, build(optax)), "complex")
+
+
 def test_lbfgs_with_backtracking_and_a_schedule_equals_optax():
     def build(m):
         return m.lbfgs(m.linear_schedule(1.0, 0.5, 10), memory_size=3,
