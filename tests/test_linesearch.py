@@ -505,3 +505,17 @@ def test_lbfgs_state_is_sharded_like_the_params_from_init_on():
         for memory in (state[0].diff_params_memory, state[0].diff_updates_memory):
             assert memory.sharding.is_equivalent_to(NamedSharding(mesh, P(None, "x")), 2), when
         w, state = step(w, state)
+
+
+def test_under_inject_hyperparams_the_steps_are_optax():
+    def zoom(m):
+        return m.chain(m.sgd(1e-3), m.inject_hyperparams(m.scale_by_zoom_linesearch, static_args=("max_linesearch_steps",))(
+            max_linesearch_steps=15, curv_rtol=0.8, slope_rtol=1e-3))
+
+    def lbfgs(m):
+        return m.inject_hyperparams(m.lbfgs, static_args=("memory_size", "linesearch"))(learning_rate=0.5)
+
+    w0 = jnp.array([-1.2, 1.0])
+    for build in (zoom, lbfgs):
+        assert_same(_solve(gradtx, rosenbrock, w0, 10, build(gradtx)), _solve(optax, rosenbrock, w0, 10, build(optax)),
+                    build.__name__)
