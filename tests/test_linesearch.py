@@ -1,7 +1,8 @@
 """Line searches and L-BFGS: known answers, optax's trajectories, the extra-argument protocol.
 
 * L-BFGS solves Rosenbrock (float64, <= 100 iterations, 1e-6) and a convex quadratic (1e-8), and
-  its iterates and full states equal optax's bit for bit under `jax.jit` in float32 and float64.
+  its iterates and full states equal optax's bit for bit under `jax.jit` in float32, float64 and
+  bfloat16 (and for complex params, and under `inject_hyperparams`).
 * Backtracking accepts the step of the Armijo loop written out by hand; zoom's first interpolation
   on a parabola lands on its minimizer, and its steps meet the strong Wolfe conditions.
 * `value`, `grad`, `value_fn` and data keyword arguments reach the objective as in optax;
@@ -81,7 +82,7 @@ def test_lbfgs_solves_a_convex_quadratic_to_1e_8():
     np.testing.assert_allclose(np.asarray(iterates[-1]), w_star, rtol=0, atol=1e-8)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
 @pytest.mark.parametrize("problem", ["rosenbrock", "quadratic"])
 def test_lbfgs_iterates_and_states_equal_optax_bit_for_bit(problem, dtype):
     with x64(dtype == "float64"):
