@@ -178,7 +178,7 @@ def _initial_key(owner: str, key: Any, seed: Any) -> Any:
         key = 0
     if not _v.is_traced(key):
         return _as_key(owner, key)
-    if jnp.issubdtype(key.dtype, jnp.integer):  # a seed injected as a hyper-parameter
+    if jnp.issubdtype(jnp.result_type(key), jnp.integer):  # a seed injected as a hyper-parameter
         return jax.random.key(key)
     return key
 
