@@ -163,6 +163,11 @@ def _short_repr(value: Any) -> str:
     if isinstance(value, (list, tuple)) and any(isinstance(v, GradientTransformation) for v in value):
         inner = ", ".join(_short_repr(v) for v in value)
         return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+    if isinstance(value, type) and hasattr(value, "dtype"):  # a scalar type such as jnp.bfloat16
+        try:
+            return jnp.dtype(value).name
+        except TypeError:
+            pass
     if callable(value) and not hasattr(value, "_gradtx_info"):
         name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
         return f"<function {name}>" if name else repr(value)

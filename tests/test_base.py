@@ -174,3 +174,10 @@ def test_none_updates_to_a_stateful_transformation_say_so():
     params = {"w": jnp.ones(3), "b": jnp.ones(2)}
     with pytest.raises(ValueError, match=r"sgd\.update received None updates .*trace\['b'\].*stateless"):
         tx.update({"w": jnp.ones(3), "b": None}, tx.init(params), params)
+
+
+def test_repr_prints_dtype_arguments_by_name():
+    # before: mu_dtype=<function bfloat16>
+    assert "mu_dtype=bfloat16," in repr(gradtx.adam(1e-3, mu_dtype=jnp.bfloat16))
+    assert "mu_dtype=float16," in repr(gradtx.adam(1e-3, mu_dtype=np.float16))
+    assert "param_dtype=float32," in repr(gradtx.scale_by_distance_over_gradients())
