@@ -76,6 +76,18 @@ PAGES = {
         "single device.",
         ("gradtx.fusion",),
     ),
+    "tree.md": (
+        "Tree utilities (`gradtx.tree`, `gradtx.tree_utils`)",
+        "optax's pytree helpers: leafwise arithmetic, norms, casting, random trees, moments, and "
+        "access to optimizer-state values by name. `gradtx.tree_utils` holds the same functions "
+        "under optax's `tree_`-prefixed names.",
+        ("gradtx.tree", "gradtx.tree_utils"),
+    ),
+    "projections.md": (
+        "Projections (`gradtx.projections`)",
+        "Euclidean projections onto convex sets, for projected gradient descent.",
+        ("gradtx.projections",),
+    ),
     "numerics.md": (
         "Numerics and testing utilities",
         "Helpers shared by the transformations and optax's numerically safe functions "
@@ -83,6 +95,13 @@ PAGES = {
         "roots, non-negative least squares), and finite-difference checks of gradients and "
         "Hessian-vector products (`gradtx.gradcheck`).",
         ("gradtx.numerics", "gradtx.linalg", "gradtx.gradcheck"),
+    ),
+    "contrib.md": (
+        "Contrib (`gradtx.contrib`)",
+        "Research optimizers that optax 0.2.8 keeps in `optax.contrib` (not at its top level), "
+        "with the same names, arguments, states and numbers: `import gradtx as optax` keeps "
+        "`optax.contrib.<name>` working.",
+        ("gradtx.transforms.schedule_free", "gradtx.optimizers.schedule_free"),
     ),
 }
 
@@ -113,6 +132,7 @@ MODULE_ORDER = [
     "gradtx.curvature",
     "gradtx.second_order.saddle", "gradtx.second_order.newton_cg",
     "gradtx.fusion", "gradtx.numerics", "gradtx.linalg", "gradtx.gradcheck",
+    "gradtx.tree", "gradtx.tree_utils", "gradtx.projections",
 ]
 
 GRIFFE = None  # the package as griffe sees it (loaded in main)
@@ -121,7 +141,14 @@ GRIFFE = None  # the package as griffe sees it (loaded in main)
 EXTRA = {"gradtx.curvature.data": ["gradtx.curvature.data.as_args"]}
 
 # names exported from a sub-package namespace rather than the top level
-NAMESPACES = ("curvature", "second_order", "numerics", "fusion", "contrib", "microbatching")
+NAMESPACES = (
+    "curvature", "second_order", "numerics", "fusion", "contrib", "microbatching", "tree", "tree_utils",
+    "projections",
+)
+# namespaces of re-exported functions: their names are placed under the namespace, not the defining module
+PLACED_BY_NAMESPACE = ("tree", "tree_utils")
+# namespace -> namespace whose objects it re-exports under `tree_`-prefixed names (anchors only)
+PREFIXED_TWINS = {"tree_utils": ("tree", "tree_")}
 
 
 def _shadowed(path: str) -> str | None:
@@ -158,8 +185,20 @@ def _top_level_twin(path: str) -> bool:
     return getattr(importlib.import_module(".".join(parts[:2])), parts[2]) is getattr(gradtx, parts[2])
 
 
+def _prefixed_twin(path: str) -> bool:
+    """True for `gradtx.tree_utils.tree_<name>`, the same object as `gradtx.tree.<name>`."""
+    parts = path.split(".")
+    if len(parts) != 3 or parts[1] not in PREFIXED_TWINS:
+        return False
+    source, prefix = PREFIXED_TWINS[parts[1]]
+    if not parts[2].startswith(prefix):
+        return False
+    twin = getattr(importlib.import_module(f"gradtx.{source}"), parts[2][len(prefix):], None)
+    return twin is not None and twin is getattr(importlib.import_module(f"gradtx.{parts[1]}"), parts[2])
+
+
 def _entry(path: str) -> list[str]:
-    if _top_level_twin(path):
+    if _top_level_twin(path) or _prefixed_twin(path):
         return [f"[](){{#{path}}}", ""]
     canonical = _shadowed(path)
     if canonical is None:
@@ -179,7 +218,8 @@ def public_entries() -> list[tuple[str, str]]:
         module = importlib.import_module(f"gradtx.{ns}")
         for name in module.__all__:
             obj = getattr(module, name)
-            entries.append((f"gradtx.{ns}.{name}", _defining_module(obj, f"gradtx.{ns}")))
+            placed = f"gradtx.{ns}" if ns in PLACED_BY_NAMESPACE else _defining_module(obj, f"gradtx.{ns}")
+            entries.append((f"gradtx.{ns}.{name}", placed))
     return entries
 
 
@@ -196,6 +236,17 @@ def _order(path: str) -> tuple[int, str, int]:
     return kind, name.lower(), 0 if _top_level_twin(path) else 1  # a twin's anchor first
 
 
+def _page_of(module: str) -> str | None:
+    """The page whose longest prefix matches `module` (contrib modules sit inside transforms/)."""
+    matches = [
+        (len(p), page)
+        for page, (_, _, prefixes) in PAGES.items()
+        for p in prefixes
+        if module == p or module.startswith(p + ".")
+    ]
+    return max(matches)[1] if matches else None
+
+
 def main() -> None:
     global GRIFFE
     import griffe
@@ -206,7 +257,7 @@ def main() -> None:
     for page, (title, intro, prefixes) in PAGES.items():
         groups: dict[str, list[str]] = {}
         for path, module in entries:
-            if any(module == p or module.startswith(p + ".") for p in prefixes):
+            if _page_of(module) == page:
                 groups.setdefault(module, []).append(path)
                 placed.add(path)
         lines = [f"# {title}", "", intro, ""]

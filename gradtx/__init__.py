@@ -5,7 +5,17 @@ Optimizers are `(init, update)` pairs with optax's names, arguments, defaults an
 critical points) and `gradtx.second_order` the optimizers built on them (saddle escape, Newton-CG).
 """
 
-from gradtx import contrib, curvature, fusion, microbatching, numerics, second_order
+from gradtx import (
+    contrib,
+    curvature,
+    fusion,
+    microbatching,
+    numerics,
+    projections,
+    second_order,
+    tree,
+    tree_utils,
+)
 from gradtx.base import (
     EmptyState,
     GradientTransformation,
@@ -400,6 +410,7 @@ __all__ = [
     "polyak_sgd",
     "polynomial_schedule",
     "power_iteration",
+    "projections",
     "radam",
     "reduce_on_plateau",
     "retype_state",
@@ -453,7 +464,9 @@ __all__ = [
     "stateless",
     "stateless_with_tree_map",
     "trace",
+    "tree",
     "tree_map_params",
+    "tree_utils",
     "unitwise_clip",
     "unitwise_norm",
     "update_infinity_moment",

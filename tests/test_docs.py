@@ -20,7 +20,9 @@ import gradtx
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-NAMESPACES = ("curvature", "second_order", "numerics", "fusion", "contrib", "microbatching")  # public sub-namespaces of gradtx
+NAMESPACES = (  # public sub-namespaces of gradtx
+    "curvature", "second_order", "numerics", "fusion", "contrib", "microbatching", "tree", "tree_utils", "projections",
+)
 
 
 def _pages() -> list[Path]:
