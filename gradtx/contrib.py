@@ -7,13 +7,20 @@ here: `gradtx.contrib.dpsgd is gradtx.dpsgd`.
 """
 
 from gradtx.optimizers.privacy import dpsgd
+from gradtx.optimizers.schedule_free import schedule_free_adamw, schedule_free_sgd
 from gradtx.transforms.privacy import DifferentiallyPrivateAggregateState, differentially_private_aggregate
+from gradtx.transforms.schedule_free import ScheduleFreeState, schedule_free, schedule_free_eval_params
 from gradtx.wrappers import ReduceLROnPlateauState, reduce_on_plateau
 
 __all__ = [
     "DifferentiallyPrivateAggregateState",
     "ReduceLROnPlateauState",
+    "ScheduleFreeState",
     "differentially_private_aggregate",
     "dpsgd",
     "reduce_on_plateau",
+    "schedule_free",
+    "schedule_free_adamw",
+    "schedule_free_eval_params",
+    "schedule_free_sgd",
 ]
