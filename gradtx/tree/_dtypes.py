@@ -52,7 +52,7 @@ def tree_dtype(tree: Any, mixed_dtype_handler: str | None = None) -> jax.typing.
         mixed_dtype_handler: default None, which requires all leaves to share one dtype;
             `"promote"`: the dtype all leaves promote to (`jnp.promote_types`); `"highest"` /
             `"lowest"`: the leaf dtype every other one promotes to / from (an error when two leaf
-            dtypes cannot be ordered, e.g. int32 and uint32).
+            dtypes cannot be ordered, e.g. bfloat16 and float16).
 
     Returns:
         A numpy dtype.
