@@ -6,9 +6,20 @@ optax 0.2.8 keeps differential privacy and `reduce_on_plateau` in `optax.contrib
 here: `gradtx.contrib.dpsgd is gradtx.dpsgd`.
 """
 
+from gradtx.optimizers.contrib_moments import acprop, ademamix, adopt, madgrad, simplified_ademamix
 from gradtx.optimizers.lr_free import DAdaptAdamWState, ProdigyState, dadapt_adamw, prodigy
 from gradtx.optimizers.privacy import dpsgd
 from gradtx.optimizers.schedule_free import schedule_free_adamw, schedule_free_sgd
+from gradtx.transforms.contrib_moments import (
+    MadgradState,
+    ScaleByAdemamixState,
+    ScaleBySimplifiedAdEMAMixState,
+    scale_by_acprop,
+    scale_by_ademamix,
+    scale_by_adopt,
+    scale_by_madgrad,
+    scale_by_simplified_ademamix,
+)
 from gradtx.transforms.privacy import DifferentiallyPrivateAggregateState, differentially_private_aggregate
 from gradtx.transforms.schedule_free import ScheduleFreeState, schedule_free, schedule_free_eval_params
 from gradtx.wrappers import ReduceLROnPlateauState, reduce_on_plateau
@@ -16,16 +27,29 @@ from gradtx.wrappers import ReduceLROnPlateauState, reduce_on_plateau
 __all__ = [
     "DAdaptAdamWState",
     "DifferentiallyPrivateAggregateState",
+    "MadgradState",
     "ProdigyState",
     "ReduceLROnPlateauState",
+    "ScaleByAdemamixState",
+    "ScaleBySimplifiedAdEMAMixState",
     "ScheduleFreeState",
+    "acprop",
+    "ademamix",
+    "adopt",
     "dadapt_adamw",
     "differentially_private_aggregate",
     "dpsgd",
+    "madgrad",
     "prodigy",
     "reduce_on_plateau",
+    "scale_by_acprop",
+    "scale_by_ademamix",
+    "scale_by_adopt",
+    "scale_by_madgrad",
+    "scale_by_simplified_ademamix",
     "schedule_free",
     "schedule_free_adamw",
     "schedule_free_eval_params",
     "schedule_free_sgd",
+    "simplified_ademamix",
 ]

@@ -1,0 +1,178 @@
+"""Moment-based research optimizers of `gradtx.contrib` (ADOPT, AdEMAMix, simplified AdEMAMix,
+MADGRAD, ACProp and the rest of the family).
+
+The table (`tests/_rows_contrib_moments.py`) shows them bit-identical to `optax.contrib`. Here:
+the contract properties that `tests/test_contract.py` checks for top-level aliases (these live in
+`gradtx.contrib` only), known answers of the first steps computed by hand from the formulas, and
+edge cases (ADOPT's motionless first step, MADGRAD's `params` requirement).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+from test_contract import _minimize, _parabola_start, _steps, parabola, rosenbrock
+
+import gradtx
+from gradtx import contrib
+
+FACTORIES = {
+    "adopt": lambda: contrib.adopt(5e-2),
+    "ademamix": lambda: contrib.ademamix(2e-2, b3=0.99),
+    "simplified_ademamix": lambda: contrib.simplified_ademamix(2e-3, b1=0.9, alpha=1.0),
+    "madgrad": lambda: contrib.madgrad(5e-2),
+    "acprop": lambda: contrib.acprop(5e-2),
+}
+ITEMS = list(FACTORIES.items())
+IDS = list(FACTORIES)
+NAMES = [
+    "adopt", "scale_by_adopt", "ademamix", "scale_by_ademamix", "ScaleByAdemamixState",
+    "simplified_ademamix", "scale_by_simplified_ademamix", "ScaleBySimplifiedAdEMAMixState",
+    "madgrad", "scale_by_madgrad", "MadgradState", "acprop", "scale_by_acprop",
+]
+
+
+def test_exported_from_contrib_only():
+    for name in NAMES:
+        assert name in contrib.__all__
+        assert not hasattr(gradtx, name), name
+
+
+@pytest.mark.parametrize(("name", "make"), ITEMS, ids=IDS)
+def test_converges_on_a_parabola_and_progresses_on_rosenbrock(name, make):
+    start, end = _minimize(make(), parabola, _parabola_start(), 300)
+    assert np.isfinite(end) and end <= 0.05 * start, f"{name}: parabola loss {start} -> {end}"
+    start, end = _minimize(make(), rosenbrock, {"xy": jnp.array([-0.5, 0.8])}, 500)
+    assert np.isfinite(end) and end <= 0.5 * start, f"{name}: Rosenbrock loss {start} -> {end}"
+
+
+@pytest.mark.parametrize(("name", "make"), ITEMS, ids=IDS)
+def test_jit_equals_eager_compiles_once_and_keeps_bfloat16(name, make):
+    eager, _ = _steps(make(), _parabola_start(), 3, jit=False)
+    jitted, step = _steps(make(), _parabola_start(), 3, jit=True)
+    for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6, err_msg=name)
+    assert step._cache_size() == 1
+    out, _ = _steps(make(), _parabola_start(jnp.bfloat16), 2, jit=True)
+    for leaf in jax.tree.leaves(out):
+        assert leaf.dtype == jnp.bfloat16 and np.all(np.isfinite(np.asarray(leaf, np.float32))), name
+
+
+@pytest.mark.parametrize("name", IDS)
+def test_runs_under_inject_hyperparams(name):
+    factory = getattr(contrib, name)
+    # a callable argument is taken for a schedule by inject_hyperparams (as in optax): ADOPT's
+    # clip_value_fn must be declared static
+    static = ("clip_value_fn",) if name == "adopt" else ()
+    injected = gradtx.inject_hyperparams(factory, static_args=static)(learning_rate=3e-2)
+    assert "learning_rate" in injected.init(_parabola_start()).hyperparams
+    plain, _ = _steps(factory(3e-2), _parabola_start(), 3, jit=True)
+    inj, _ = _steps(injected, _parabola_start(), 3, jit=True)
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(inj), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+@pytest.mark.skipif(len(jax.devices()) < 8, reason="needs 8 (simulated) devices")
+@pytest.mark.parametrize(("name", "make"), ITEMS, ids=IDS)
+def test_state_keeps_the_params_sharding(name, make):
+    mesh = Mesh(np.array(jax.devices()[:8]), ("x",))
+    params = {
+        "w": jax.device_put(jnp.linspace(-1.0, 1.0, 64).reshape(16, 4), NamedSharding(mesh, P("x", None))),
+        "b": jax.device_put(jnp.ones(8), NamedSharding(mesh, P("x"))),
+    }
+    tx = make()
+
+    @jax.jit
+    def step(params, state):
+        grad = jax.grad(lambda p: jnp.sum(p["w"] ** 2) + jnp.sum(p["b"] ** 2))(params)
+        updates, state = tx.update(grad, state, params)
+        return gradtx.apply_updates(params, updates), state
+
+    state = tx.init(params)
+    for when in ("init", "step"):
+        for leaf_path, leaf in jax.tree_util.tree_leaves_with_path(state):
+            key = next((k.key for k in leaf_path if isinstance(k, jax.tree_util.DictKey)), None)
+            if key in params and leaf.shape == params[key].shape:
+                assert leaf.sharding.is_equivalent_to(params[key].sharding, leaf.ndim), (name, when, leaf_path)
+        params, state = step(params, state)
+
+
+def test_madgrad_update_needs_params():
+    tx = contrib.madgrad(1e-2)
+    with pytest.raises(ValueError, match="params"):
+        tx.update(jnp.ones(3), tx.init(jnp.zeros(3)))
+
+
+G0 = np.array([0.5, -2.0, 1e-3], np.float32)
+G1 = np.array([1.0, 0.25, -3.0], np.float32)
+
+
+def _two_updates(tx, params=None):
+    p = jnp.zeros(3) if params is None else jnp.asarray(params)
+    state = tx.init(p)
+    u0, state = tx.update(jnp.asarray(G0), state, p)
+    u1, state = tx.update(jnp.asarray(G1), state, p + u0)
+    return np.asarray(u0, np.float64), np.asarray(u1, np.float64), state
+
+
+def test_adopt_first_step_is_still_and_second_is_the_clipped_normalised_gradient():
+    u0, u1, state = _two_updates(contrib.adopt(0.1, b1=0.8))
+    np.testing.assert_array_equal(u0, 0.0)
+    g0, g1 = G0.astype(np.float64), G1.astype(np.float64)
+    g_tilde = np.clip(g1 / np.maximum(np.abs(g0), 1e-6), -1.0, 1.0)  # bound 1**0.25 at k = 1
+    np.testing.assert_allclose(u1, -0.1 * 0.2 * g_tilde, rtol=1e-6)
+    np.testing.assert_allclose(state[0].nu, 0.9999 * g0**2 + 1e-4 * g1**2, rtol=3e-4)  # float32 1 - b2
+    # without clipping the large ratio (|g1/g0| = 3000 on the last entry) goes through
+    _, u1, _ = _two_updates(contrib.adopt(0.1, b1=0.8, use_clipping=False))
+    np.testing.assert_allclose(u1, -0.1 * 0.2 * g1 / np.maximum(np.abs(g0), 1e-6), rtol=1e-6)
+
+
+def test_ademamix_first_step():
+    u0, _, state = _two_updates(contrib.ademamix(0.1, b3=0.9, alpha=2.0))
+    g = G0.astype(np.float64)
+    np.testing.assert_allclose(u0, -0.1 * (g + 2.0 * 0.1 * g) / (np.abs(g) + 1e-8), rtol=1e-5)
+    assert int(state[0].count) == int(state[0].count_m2) == 2
+
+
+def test_simplified_ademamix_first_two_steps():
+    u0, u1, state = _two_updates(contrib.simplified_ademamix(0.1, b1=0.5, b2=0.9, alpha=3.0))
+    g0, g1 = G0.astype(np.float64), G1.astype(np.float64)
+    np.testing.assert_allclose(u0, -0.1 * 4.0 * g0 / (np.abs(g0) + 1e-8), rtol=1e-5)
+    n = 0.9 * 0.1 * g0**2 + 0.1 * g1**2
+    expected = -0.1 * (g1 + 0.5 * g0 + 3.0 * g1) / (np.sqrt(n / (1 - 0.81)) + 1e-8)
+    np.testing.assert_allclose(u1, expected, rtol=1e-5)
+    np.testing.assert_allclose(state[0].m, g1 + 0.5 * g0, rtol=1e-6)
+
+
+def test_madgrad_first_two_steps():
+    lr, c, eps = 0.1, 0.5, 1e-6
+    x = np.array([1.0, 2.0, -1.0])
+    u0, u1, _ = _two_updates(contrib.madgrad(lr, momentum=c, eps=eps), params=x.astype(np.float32))
+    g0, g1 = G0.astype(np.float64), G1.astype(np.float64)
+    lam0 = lr + eps
+    z0 = x - lam0 * g0 / (np.cbrt(lam0 * g0**2) + eps)
+    np.testing.assert_allclose(u0, (1 - c) * (z0 - x), rtol=1e-5, atol=1e-7)
+    x1 = x + u0
+    lam1 = (lr + eps) * np.sqrt(2.0)
+    z1 = x - (lam0 * g0 + lam1 * g1) / (np.cbrt(lam0 * g0**2 + lam1 * g1**2) + eps)
+    np.testing.assert_allclose(u1, (1 - c) * (z1 - x1), rtol=1e-5, atol=1e-6)
+
+
+def test_acprop_first_two_steps():
+    u0, u1, state = _two_updates(contrib.acprop(0.1, b1=0.5, b2=0.9, eps=1e-8, eps_root=0.0))
+    g0, g1 = G0.astype(np.float64), G1.astype(np.float64)
+    np.testing.assert_allclose(u0, -0.1 * g0 / (1 + 1e-8), rtol=1e-6)
+    s1 = 0.1 * g0**2  # prediction error against the previous (zero) first moment
+    np.testing.assert_allclose(u1, -0.1 * g1 / (np.sqrt(s1 / 0.1) + 1e-8), rtol=1e-5)
+    np.testing.assert_allclose(state[0].nu, 0.9 * s1 + 0.1 * (g1 - 0.5 * g0) ** 2, rtol=1e-5)
+
+
+def test_error_messages_name_the_function_and_argument():
+    with pytest.raises(ValueError, match=r"scale_by_ademamix.*b3"):
+        contrib.scale_by_ademamix(b3=1.0)
+    with pytest.raises(TypeError, match=r"scale_by_adopt.*clip_value_fn"):
+        contrib.scale_by_adopt(clip_value_fn=0.25)
+    with pytest.raises(ValueError, match=r"madgrad.*momentum"):
+        contrib.madgrad(0.1, momentum=2.0)
