@@ -7,7 +7,7 @@ here: `gradtx.contrib.dpsgd is gradtx.dpsgd`.
 """
 
 from gradtx.optimizers.contrib_moments import acprop, ademamix, adopt, madgrad, simplified_ademamix
-from gradtx.optimizers.lr_free import DAdaptAdamWState, ProdigyState, dadapt_adamw, prodigy
+from gradtx.optimizers.lr_free import DAdaptAdamWState, ProdigyState, cocob, dadapt_adamw, dog, dowg, prodigy
 from gradtx.optimizers.privacy import dpsgd
 from gradtx.optimizers.schedule_free import schedule_free_adamw, schedule_free_sgd
 from gradtx.transforms.contrib_moments import (
@@ -20,13 +20,17 @@ from gradtx.transforms.contrib_moments import (
     scale_by_madgrad,
     scale_by_simplified_ademamix,
 )
+from gradtx.transforms.lr_free import COCOBState, DoGState, DoWGState, scale_by_cocob
 from gradtx.transforms.privacy import DifferentiallyPrivateAggregateState, differentially_private_aggregate
 from gradtx.transforms.schedule_free import ScheduleFreeState, schedule_free, schedule_free_eval_params
 from gradtx.wrappers import ReduceLROnPlateauState, reduce_on_plateau
 
 __all__ = [
+    "COCOBState",
     "DAdaptAdamWState",
     "DifferentiallyPrivateAggregateState",
+    "DoGState",
+    "DoWGState",
     "MadgradState",
     "ProdigyState",
     "ReduceLROnPlateauState",
@@ -36,8 +40,11 @@ __all__ = [
     "acprop",
     "ademamix",
     "adopt",
+    "cocob",
     "dadapt_adamw",
     "differentially_private_aggregate",
+    "dog",
+    "dowg",
     "dpsgd",
     "madgrad",
     "prodigy",
@@ -45,6 +52,7 @@ __all__ = [
     "scale_by_acprop",
     "scale_by_ademamix",
     "scale_by_adopt",
+    "scale_by_cocob",
     "scale_by_madgrad",
     "scale_by_simplified_ademamix",
     "schedule_free",

@@ -1,11 +1,12 @@
 """Learning-rate-free optimizers of `optax.contrib`: bit-for-bit rows and invalid arguments.
 
-Prodigy and D-Adaptation AdamW (`gradtx.optimizers.lr_free`). They are exported from
+Prodigy, D-Adaptation AdamW, DoG, DoWG and COCOB (`gradtx.optimizers.lr_free`,
+`gradtx.transforms.lr_free`). They are exported from
 `gradtx.contrib` only (as in optax), so `OPTIMIZERS` stays empty: the contract test looks its
 names up at gradtx's top level. `tests/test_contrib_lr_free.py` checks their contract properties.
 """
 
-from _bitwise import same, sparse_grads
+from _bitwise import decay_mask, same, sparse_grads
 
 import gradtx
 
@@ -28,6 +29,30 @@ ROWS = [
         ),
         grads=sparse_grads,
     ),
+    same("contrib_dog", lambda m: m.contrib.dog()),
+    same(
+        "contrib_dog_options",
+        lambda m: m.contrib.dog(
+            m.linear_schedule(1.0, 0.1, 20), init_step=("distance", 1e-3), eps=1e-6, weight_decay=0.01,
+            mask=decay_mask,
+        ),
+    ),
+    same("contrib_dog_learning_rate", lambda m: m.contrib.dog(init_step=("learning_rate", 1e-3))),
+    same("contrib_dowg", lambda m: m.contrib.dowg()),
+    same(
+        "contrib_dowg_options",
+        lambda m: m.contrib.dowg(0.5, init_estim_sq_dist=1e-3, eps=1e-5, weight_decay=0.01),
+        grads=sparse_grads,
+    ),
+    same("contrib_cocob", lambda m: m.contrib.cocob()),
+    same(
+        "contrib_cocob_options",
+        lambda m: m.contrib.cocob(
+            m.linear_schedule(1.0, 0.5, 20), alpha=10.0, eps=1e-6, weight_decay=0.01, mask=decay_mask
+        ),
+        grads=sparse_grads,
+    ),
+    same("contrib_scale_by_cocob", lambda m: m.contrib.scale_by_cocob()),
 ]
 
 OPTIMIZERS: dict = {}
@@ -47,4 +72,20 @@ INVALID = [
     (_c.dadapt_adamw, {"eps": -1.0}, "eps"),
     (_c.dadapt_adamw, {"estim_lr0": -1.0}, "estim_lr0"),
     (_c.dadapt_adamw, {"weight_decay": -0.1}, "weight_decay"),
+    (_c.dog, {"learning_rate": -1.0}, "learning_rate"),
+    (_c.dog, {"init_step": ("guess", 1.0)}, "init_step"),
+    (_c.dog, {"init_step": ("distance", -1.0)}, "init_step"),
+    (_c.dog, {"init_step": 1e-6}, "init_step"),
+    (_c.dog, {"eps": -1.0}, "eps"),
+    (_c.dog, {"weight_decay": -1.0}, "weight_decay"),
+    (_c.dowg, {"learning_rate": -1.0}, "learning_rate"),
+    (_c.dowg, {"init_estim_sq_dist": -1.0}, "init_estim_sq_dist"),
+    (_c.dowg, {"eps": -1.0}, "eps"),
+    (_c.dowg, {"weight_decay": -1.0}, "weight_decay"),
+    (_c.cocob, {"learning_rate": -1.0}, "learning_rate"),
+    (_c.cocob, {"alpha": 0.0}, "alpha"),
+    (_c.cocob, {"eps": 0.0}, "eps"),
+    (_c.cocob, {"weight_decay": -1.0}, "weight_decay"),
+    (_c.scale_by_cocob, {"alpha": -1.0}, "alpha"),
+    (_c.scale_by_cocob, {"eps": -1.0}, "eps"),
 ]

@@ -6,6 +6,8 @@ the contract properties that `tests/test_contract.py` checks for top-level alias
 the `params` requirement.
 """
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,13 +22,24 @@ from gradtx import contrib
 FACTORIES = {
     "prodigy": lambda: contrib.prodigy(),
     "dadapt_adamw": lambda: contrib.dadapt_adamw(),
+    "dog": lambda: contrib.dog(),
+    "dowg": lambda: contrib.dowg(),
+    "cocob": lambda: contrib.cocob(),
+}
+# numeric hyper-parameters to inject (the others are static)
+INJECT = {
+    "prodigy": {"estim_lr0": 1e-3, "eps": 1e-7},
+    "dadapt_adamw": {"estim_lr0": 1e-3, "eps": 1e-7},
+    "dog": {"learning_rate": 0.5, "eps": 1e-7},
+    "dowg": {"learning_rate": 0.5, "init_estim_sq_dist": 1e-3},
+    "cocob": {"alpha": 50.0, "eps": 1e-7},
 }
 ITEMS = list(FACTORIES.items())
 IDS = list(FACTORIES)
 
 
 def test_exported_from_contrib_only():
-    for name in ("prodigy", "dadapt_adamw", "ProdigyState", "DAdaptAdamWState"):
+    for name in (*FACTORIES, "ProdigyState", "DAdaptAdamWState", "DoGState", "DoWGState", "COCOBState", "scale_by_cocob"):
         assert name in contrib.__all__
         assert not hasattr(gradtx, name)
 
@@ -51,12 +64,13 @@ def test_jit_equals_eager_compiles_once_and_keeps_bfloat16(name, make):
         assert leaf.dtype == jnp.bfloat16 and np.all(np.isfinite(np.asarray(leaf, np.float32))), name
 
 
-@pytest.mark.parametrize(("name", "make"), ITEMS, ids=IDS)
-def test_runs_under_inject_hyperparams(name, make):
-    factory = getattr(contrib, name)
-    injected = gradtx.inject_hyperparams(factory, static_args=("betas",))(estim_lr0=1e-3, eps=1e-7)
-    assert {"learning_rate", "eps", "estim_lr0", "weight_decay"} <= set(injected.init(_parabola_start()).hyperparams)
-    plain, _ = _steps(factory(estim_lr0=1e-3, eps=1e-7), _parabola_start(), 3, jit=True)
+@pytest.mark.parametrize("name", IDS)
+def test_runs_under_inject_hyperparams(name):
+    factory, kwargs = getattr(contrib, name), INJECT[name]
+    static = [a for a in ("betas", "init_step", "mask") if a in inspect.signature(factory).parameters]
+    injected = gradtx.inject_hyperparams(factory, static_args=static)(**kwargs)
+    assert set(kwargs) <= set(injected.init(_parabola_start()).hyperparams)
+    plain, _ = _steps(factory(**kwargs), _parabola_start(), 3, jit=True)
     inj, _ = _steps(injected, _parabola_start(), 3, jit=True)
     for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(inj), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6, err_msg=name)
@@ -70,6 +84,7 @@ def test_state_keeps_the_params_sharding(name, make):
         "w": jax.device_put(jnp.linspace(-1.0, 1.0, 64).reshape(16, 4), NamedSharding(mesh, P("x", None))),
         "b": jax.device_put(jnp.ones(8), NamedSharding(mesh, P("x"))),
     }
+    by_shape = {tuple(p.shape): p.sharding for p in params.values()}
     tx = make()
 
     @jax.jit
@@ -80,10 +95,13 @@ def test_state_keeps_the_params_sharding(name, make):
 
     state = tx.init(params)
     for when in ("init", "step"):
-        for field in state:
-            if isinstance(field, dict):
-                for k in params:
-                    assert field[k].sharding.is_equivalent_to(params[k].sharding, 2 - (k == "b")), (name, when)
+        checked = 0
+        for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+            expected = by_shape.get(tuple(jnp.shape(leaf)))
+            if expected is not None:
+                assert leaf.sharding.is_equivalent_to(expected, leaf.ndim), (name, when, jax.tree_util.keystr(path))
+                checked += 1
+        assert checked >= 2, name
         params, state = step(params, state)
 
 
@@ -149,3 +167,51 @@ def test_first_steps_match_the_formulas(name, by_hand):
         np.testing.assert_allclose(u, eu, rtol=1e-4, atol=1e-7)  # float32 1 - beta2
         np.testing.assert_allclose(d, ed, rtol=1e-4)
     assert expected[-1][1] > 0.1  # the estimate has grown
+
+
+def test_dog_steps_by_hand():
+    # r_0 = 0.3 (init_step "distance"), one step size for the whole tree
+    tx = contrib.dog(init_step=("distance", 0.3), eps=0.0)
+    x = {"a": jnp.array([3.0, 4.0]), "b": jnp.array(0.0)}
+    g1 = {"a": jnp.array([0.6, 0.8]), "b": jnp.array(0.0)}
+    state = tx.init(x)
+    u, state = tx.update(g1, state, x)
+    np.testing.assert_allclose(u["a"], [-0.18, -0.24], rtol=1e-6)  # -0.3 / ||g1|| * g1, ||g1|| = 1
+    x = gradtx.apply_updates(x, u)  # moved by 0.3
+    g2 = {"a": jnp.array([0.0, 0.0]), "b": jnp.array(1.0)}
+    u, state = tx.update(g2, state, x)
+    # r = max(0.3, 0.3), G = 1 + 1: step 0.3 / sqrt(2)
+    np.testing.assert_allclose(u["b"], -0.3 / np.sqrt(2.0), rtol=1e-6)
+    assert bool(state[1].is_init_step) is False
+    # init_step ("learning_rate", v): the first step has size v exactly
+    tx = contrib.dog(init_step=("learning_rate", 0.05))
+    u, _ = tx.update(g1, tx.init(x), x)
+    np.testing.assert_allclose(u["a"], [-0.03, -0.04], rtol=1e-6)
+    # ("heuristic", v): r_0 = v (1 + ||x_0||) = 1e-3 * 6 for x_0 = (3, 4, 0)
+    x0 = {"a": jnp.array([3.0, 4.0]), "b": jnp.array(0.0)}
+    np.testing.assert_allclose(contrib.dog(init_step=("heuristic", 1e-3)).init(x0)[1].max_dist, 6e-3, rtol=1e-6)
+
+
+def test_dowg_first_step_by_hand():
+    # rbar^2 = 0.04, v = 0.04 * ||g||^2 = 0.04 * 25: step 0.04 / (0.2 * 5 + eps)
+    tx = contrib.dowg(init_estim_sq_dist=0.04, eps=1e-4)
+    x = jnp.array([1.0, 1.0])
+    u, _ = tx.update(jnp.array([3.0, 4.0]), tx.init(x), x)
+    np.testing.assert_allclose(u, -0.04 / (1.0 + 1e-4) * np.array([3.0, 4.0]), rtol=1e-6)
+
+
+def test_cocob_first_steps_by_hand():
+    # step 1: L = G = |g|, R = 0, theta = -g: u = -g / (alpha |g|) = -sign(g) / alpha
+    tx = contrib.cocob(alpha=100.0)
+    x = jnp.array([1.0, -2.0, 0.5])
+    g = jnp.array([2.0, -0.5, 0.25])
+    state = tx.init(x)
+    u, state = tx.update(g, state, x)
+    np.testing.assert_allclose(u, -np.sign(g) / 100.0, rtol=1e-6)
+    # step 2, same gradient: L = |g|, G = 2|g|, R = max(0 - g (x1 - x0), 0) = |g| / 100,
+    # theta = -2 g: u = x0 - 2 g (|g| + |g| / 100) / (|g| * 100 |g|) - x1
+    x1 = gradtx.apply_updates(x, u)
+    u2, _ = tx.update(g, state, x1)
+    gg = np.asarray(g, np.float64)
+    new_x = np.asarray(x, np.float64) - 2 * gg * (1 + 1 / 100) / (100 * np.abs(gg))
+    np.testing.assert_allclose(np.asarray(x1) + np.asarray(u2), new_x, rtol=1e-5)

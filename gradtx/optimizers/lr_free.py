@@ -1,6 +1,6 @@
-r"""Learning-rate-free AdamW variants of `optax.contrib`: Prodigy and D-Adaptation.
+r"""Learning-rate-free optimizers of `optax.contrib`: Prodigy, D-Adaptation, DoG, DoWG, COCOB.
 
-Both estimate the scale $d$ of the step (the distance to a solution) while training, so that the
+Each estimates the scale of the step (the distance to a solution) while training, so that the
 `learning_rate` is only a schedule around 1.0. Their numbers follow `optax.contrib` 0.2.8's bit
 for bit for float32 inputs under `jax.jit`, and their states have optax's layout.
 
@@ -14,20 +14,21 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _validation as _v
-from gradtx.base import GradientTransformation, ScalarOrSchedule, Updates, describe
+from gradtx.base import GradientTransformation, ScalarOrSchedule, Updates, chain, describe, identity
 from gradtx.numerics import safe_increment, tree_zeros_like
 from gradtx.optimizers import _checks
+from gradtx.transforms.lr_free import (
+    check_init_step,
+    lowest_dtype,
+    params_required,
+    scale_by_cocob,
+    scale_by_dog,
+    scale_by_dowg,
+)
+from gradtx.transforms.scaling import scale_by_learning_rate
+from gradtx.transforms.weight_decay import add_decayed_weights
 
-__all__ = ["DAdaptAdamWState", "ProdigyState", "dadapt_adamw", "prodigy"]
-
-
-def _lowest_dtype(params: Any) -> Any:
-    """The params' dtype of fewest bits (float32 for an empty tree), as optax's 'lowest'."""
-    leaves = jax.tree.leaves(params)
-    if not leaves:
-        return jnp.dtype(jnp.float32)
-    dtypes = [jnp.asarray(x).dtype for x in leaves]
-    return min(dtypes, key=lambda d: d.itemsize)
+__all__ = ["DAdaptAdamWState", "ProdigyState", "cocob", "dadapt_adamw", "dog", "dowg", "prodigy"]
 
 
 def _vdot(x: Any, y: Any) -> jax.Array:
@@ -46,14 +47,6 @@ def _l1(tree: Any) -> jax.Array:
     """`sum_i ||x_i||_1` over the leaves, in optax's order."""
     sums = jax.tree.map(lambda x: jnp.sum(jnp.abs(x)), tree)
     return jax.tree.reduce(operator.add, sums, initializer=0)
-
-
-def _params_required(owner: str, params: Any) -> None:
-    if params is None:
-        raise ValueError(
-            f"{owner}.update: params are required (the step uses the params); call "
-            f"update(updates, state, params)."
-        )
 
 
 def _check_betas(owner: str, betas: Any) -> tuple[Any, Any]:
@@ -150,7 +143,7 @@ def prodigy(
     wd: Any = weight_decay
 
     def init(params):
-        dtype = _lowest_dtype(params)
+        dtype = lowest_dtype(params)
         return ProdigyState(
             exp_avg=tree_zeros_like(params),
             exp_avg_sq=tree_zeros_like(params),
@@ -163,7 +156,7 @@ def prodigy(
 
     def update(updates, state, params=None, **extra_args):
         del extra_args
-        _params_required(owner, params)
+        params_required(owner, params)
         t = safe_increment(state.count)
         eta = learning_rate(state.count) if callable(learning_rate) else learning_rate
         d = state.estim_lr
@@ -265,7 +258,7 @@ def dadapt_adamw(
     wd: Any = weight_decay
 
     def init(params):
-        dtype = _lowest_dtype(params)
+        dtype = lowest_dtype(params)
         return DAdaptAdamWState(
             exp_avg=tree_zeros_like(params),
             exp_avg_sq=tree_zeros_like(params),
@@ -277,7 +270,7 @@ def dadapt_adamw(
 
     def update(updates, state, params=None, **extra_args):
         del extra_args
-        _params_required(owner, params)
+        params_required(owner, params)
         gamma = beta2**0.5
         eta = learning_rate(state.count) if callable(learning_rate) else learning_rate
         t = safe_increment(state.count)
@@ -301,3 +294,147 @@ def dadapt_adamw(
         return new_updates, DAdaptAdamWState(exp_avg, exp_avg_sq, grad_sum, new_d, numerator, t)
 
     return GradientTransformation(init, update)
+
+
+# --------------------------------------------------------------------------------------------
+# DoG, DoWG, COCOB: chains of gradtx.transforms.lr_free
+# --------------------------------------------------------------------------------------------
+
+
+def _decay(owner: str, weight_decay: Any, mask: Any) -> GradientTransformation:
+    if weight_decay is None:
+        return identity()
+    _checks.weight_decay(owner, weight_decay)
+    return add_decayed_weights(weight_decay, mask)
+
+
+@describe
+def dog(
+    learning_rate: ScalarOrSchedule = 1.0,
+    init_step: tuple[str, jax.typing.ArrayLike] = ("heuristic", 1e-6),
+    eps: jax.typing.ArrayLike = 1e-8,
+    weight_decay: jax.typing.ArrayLike | None = None,
+    mask: Any = None,
+) -> GradientTransformation:
+    r"""DoG (Distance over Gradients): SGD whose step size is set by the distance travelled.
+
+    $$r_t = \max\left(r_{t-1},\ \|x_t - x_0\|_2\right),\qquad G_t = G_{t-1} + \|g_t\|_2^2,\qquad
+    u_t = -\eta_t\, \frac{r_t}{\sqrt{G_t + \epsilon}}\, g_t,$$
+
+    one step size for the whole tree ($g_t$ includes the weight decay $w\,x_t$ when given).
+    `init_step` sets $r_0$ (see `gradtx.transforms.lr_free.scale_by_dog`). It is
+    `chain(add_decayed_weights(weight_decay, mask) or identity(), scale_by_dog(init_step, eps),
+    scale_by_learning_rate(learning_rate))`, as `optax.contrib.dog`.
+
+    Args:
+        learning_rate: $\eta_t$, default 1.0 (DoG needs no tuning; a decaying schedule may help);
+            a real >= 0 or a schedule.
+        init_step: `(kind, value)`, default `("heuristic", 1e-6)`: $r_0 = 10^{-6}(1+\|x_0\|)$;
+            `("distance", v)`: $r_0 = v$; `("learning_rate", v)`: a first step of size $v$.
+        eps: added under the square root, default 1e-8, >= 0.
+        weight_decay: decoupled weight decay $w$, default None (none), >= 0.
+        mask: which params are decayed (a tree of booleans or a function of the params),
+            default None (all).
+
+    Returns:
+        A `GradientTransformation` whose `update` needs `params`; its state is
+        `(EmptyState() or AddDecayedWeightsState, DoGState, lr state)`.
+
+    References:
+        Ivgi, Hinder & Carmon, *DoG is SGD's Best Friend: A Parameter-Free Dynamic Step Size
+        Schedule*, ICML 2023 (arXiv:2302.12022).
+    """
+    owner = "dog"
+    _checks.learning_rate(owner, learning_rate)
+    check_init_step(owner, init_step)
+    _v.check_real(owner, "eps", eps, low=0.0)
+    return chain(
+        _decay(owner, weight_decay, mask), scale_by_dog(init_step, eps), scale_by_learning_rate(learning_rate)
+    )
+
+
+@describe
+def dowg(
+    learning_rate: ScalarOrSchedule = 1.0,
+    init_estim_sq_dist: jax.typing.ArrayLike | None = None,
+    eps: jax.typing.ArrayLike = 1e-4,
+    weight_decay: jax.typing.ArrayLike | None = None,
+    mask: Any = None,
+) -> GradientTransformation:
+    r"""DoWG (Distance over Weighted Gradients): DoG with distance-weighted gradient norms.
+
+    $$\bar r_t^2 = \max\left(\bar r_{t-1}^2,\ \|x_t - x_0\|_2^2\right),\qquad
+    v_t = v_{t-1} + \bar r_t^2 \|g_t\|_2^2,\qquad
+    u_t = -\eta_t\, \frac{\bar r_t^2}{\sqrt{v_t} + \epsilon}\, g_t.$$
+
+    It is `chain(add_decayed_weights(weight_decay, mask) or identity(),
+    scale_by_dowg(init_estim_sq_dist, eps), scale_by_learning_rate(learning_rate))`, as
+    `optax.contrib.dowg`.
+
+    Args:
+        learning_rate: $\eta_t$, default 1.0; a real >= 0 or a schedule.
+        init_estim_sq_dist: $\bar r_0^2$, default None (`eps`), >= 0.
+        eps: added to the denominator, default 1e-4, >= 0.
+        weight_decay: decoupled weight decay, default None (none), >= 0.
+        mask: which params are decayed, default None (all).
+
+    Returns:
+        A `GradientTransformation` whose `update` needs `params`; state
+        `(EmptyState() or AddDecayedWeightsState, DoWGState, lr state)`.
+
+    References:
+        Khaled, Mishchenko & Jin, *DoWG Unleashed: An Efficient Universal Parameter-Free
+        Gradient Descent Method*, NeurIPS 2023 (arXiv:2305.16284).
+    """
+    owner = "dowg"
+    _checks.learning_rate(owner, learning_rate)
+    if init_estim_sq_dist is not None:
+        _v.check_real(owner, "init_estim_sq_dist", init_estim_sq_dist, low=0.0)
+    _v.check_real(owner, "eps", eps, low=0.0)
+    return chain(
+        _decay(owner, weight_decay, mask),
+        scale_by_dowg(init_estim_sq_dist, eps),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+@describe
+def cocob(
+    learning_rate: ScalarOrSchedule = 1.0,
+    alpha: jax.typing.ArrayLike = 100.0,
+    eps: jax.typing.ArrayLike = 1e-8,
+    weight_decay: jax.typing.ArrayLike = 0.0,
+    mask: Any = None,
+) -> GradientTransformation:
+    r"""COCOB-Backprop: coin-betting optimizer without a learning rate.
+
+    The gradient (plus weight decay) is multiplied by `learning_rate` (keep 1.0) and fed to
+    [`scale_by_cocob`][gradtx.contrib.scale_by_cocob], whose output is the whole step. It is
+    `chain(add_decayed_weights(weight_decay, mask), scale_by_learning_rate(learning_rate,
+    flip_sign=False), scale_by_cocob(alpha, eps))`, as `optax.contrib.cocob`.
+
+    Args:
+        learning_rate: a factor on the gradients, default 1.0; a real >= 0 or a schedule.
+        alpha: see `scale_by_cocob`, default 100.0, > 0.
+        eps: the initial scale, default 1e-8, > 0.
+        weight_decay: decoupled weight decay, default 0.0, >= 0.
+        mask: which params are decayed, default None (all).
+
+    Returns:
+        A `GradientTransformation` whose `update` needs `params`; state
+        `(AddDecayedWeightsState, lr state, COCOBState)`.
+
+    References:
+        Orabona & Tommasi, *Training Deep Networks without Learning Rates Through Coin Betting*,
+        NeurIPS 2017 (arXiv:1705.07795).
+    """
+    owner = "cocob"
+    _checks.learning_rate(owner, learning_rate)
+    _checks.weight_decay(owner, weight_decay)
+    _v.check_real(owner, "alpha", alpha, low=0.0, low_inclusive=False)
+    _v.check_real(owner, "eps", eps, low=0.0, low_inclusive=False)
+    return chain(
+        add_decayed_weights(weight_decay, mask),
+        scale_by_learning_rate(learning_rate, flip_sign=False),
+        scale_by_cocob(alpha, eps),
+    )
