@@ -51,8 +51,9 @@ def projection_box(tree: Any, lower: Any, upper: Any) -> Any:
 
     Args:
         tree: the tree $x$.
-        lower: $\ell$, a scalar or a tree with the structure of `tree`.
-        upper: $u$, a scalar or a tree with the structure of `tree`.
+        lower: $\ell$, a tree with the structure of `tree` (a scalar only when `tree` is one array:
+            the bounds are tree-mapped alongside `tree`, as in optax).
+        upper: $u$, likewise.
 
     Returns:
         The projected tree.
@@ -65,7 +66,9 @@ def projection_hypercube(tree: Any, scale: Any = 1) -> Any:
 
     Args:
         tree: the tree $x$.
-        scale: default 1, the side $s$ (a scalar or a tree like `tree`).
+        scale: default 1, the side $s$ (a scalar when `tree` is one array, else a tree like
+            `tree` with 0 as the lower bound also needing a tree: use
+            [`projection_box`][gradtx.projections.projection_box] for trees of several leaves).
     """
     return projection_box(tree, lower=0, upper=scale)
 
