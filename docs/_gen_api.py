@@ -101,7 +101,8 @@ PAGES = {
         "Research optimizers that optax 0.2.8 keeps in `optax.contrib` (not at its top level), "
         "with the same names, arguments, states and numbers: `import gradtx as optax` keeps "
         "`optax.contrib.<name>` working.",
-        ("gradtx.transforms.contrib_moments", "gradtx.optimizers.contrib_moments", "gradtx.transforms.schedule_free", "gradtx.optimizers.schedule_free"),
+        ("gradtx.transforms.contrib_moments", "gradtx.optimizers.contrib_moments", "gradtx.transforms.schedule_free", "gradtx.optimizers.schedule_free",
+         "gradtx.transforms.muon", "gradtx.optimizers.muon"),
     ),
 }
 
@@ -254,7 +255,7 @@ def main() -> None:
     GRIFFE = griffe.load("gradtx", search_paths=[str(ROOT)])
     entries = public_entries()
     placed = set()
-    for page, (title, intro, prefixes) in PAGES.items():
+    for page, (title, intro, _prefixes) in PAGES.items():
         groups: dict[str, list[str]] = {}
         for path, module in entries:
             if _page_of(module) == page:

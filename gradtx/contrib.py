@@ -8,6 +8,7 @@ here: `gradtx.contrib.dpsgd is gradtx.dpsgd`.
 
 from gradtx.optimizers.contrib_moments import acprop, ademamix, adopt, madgrad, simplified_ademamix
 from gradtx.optimizers.lr_free import DAdaptAdamWState, ProdigyState, cocob, dadapt_adamw, dog, dowg, prodigy
+from gradtx.optimizers.muon import muon
 from gradtx.optimizers.privacy import dpsgd
 from gradtx.optimizers.schedule_free import schedule_free_adamw, schedule_free_sgd
 from gradtx.transforms.contrib_moments import (
@@ -21,6 +22,7 @@ from gradtx.transforms.contrib_moments import (
     scale_by_simplified_ademamix,
 )
 from gradtx.transforms.lr_free import COCOBState, DoGState, DoWGState, scale_by_cocob
+from gradtx.transforms.muon import MuonDimensionNumbers, MuonState, scale_by_muon
 from gradtx.transforms.privacy import DifferentiallyPrivateAggregateState, differentially_private_aggregate
 from gradtx.transforms.schedule_free import ScheduleFreeState, schedule_free, schedule_free_eval_params
 from gradtx.wrappers import ReduceLROnPlateauState, reduce_on_plateau
@@ -32,6 +34,8 @@ __all__ = [
     "DoGState",
     "DoWGState",
     "MadgradState",
+    "MuonDimensionNumbers",
+    "MuonState",
     "ProdigyState",
     "ReduceLROnPlateauState",
     "ScaleByAdemamixState",
@@ -47,6 +51,7 @@ __all__ = [
     "dowg",
     "dpsgd",
     "madgrad",
+    "muon",
     "prodigy",
     "reduce_on_plateau",
     "scale_by_acprop",
@@ -54,6 +59,7 @@ __all__ = [
     "scale_by_adopt",
     "scale_by_cocob",
     "scale_by_madgrad",
+    "scale_by_muon",
     "scale_by_simplified_ademamix",
     "schedule_free",
     "schedule_free_adamw",

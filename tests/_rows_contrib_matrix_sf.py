@@ -8,10 +8,20 @@ contract properties are checked in `tests/test_contrib_matrix_sf.py` instead.
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 from _bitwise import BF16, same
 
 import gradtx
+
+
+def _matrices(params: Any) -> Any:
+    return jax.tree.map(lambda x: x.ndim == 2, params)
+
+
+def _dims(m: Any) -> Any:
+    # optax's scale_by_muon needs the dimension numbers of every leaf it sees
+    return lambda u: jax.tree.map(lambda x: m.contrib.MuonDimensionNumbers(), u)
 
 
 def _sgd(m: Any) -> Any:
@@ -40,6 +50,44 @@ ROWS = [
         "schedule_free_adamw_options",
         lambda m: m.contrib.schedule_free_adamw(1e-2, warmup_steps=3, b2=0.99, eps=1e-6, weight_decay=1e-3),
     ),
+    # Muon: the (3, 4) leaves are matrices (Muon), the others go to AdamW
+    same("muon", lambda m: m.contrib.muon(1e-2)),
+    same(
+        "muon_options",
+        lambda m: m.contrib.muon(
+            1e-2,
+            ns_coeffs="dion",
+            beta=0.9,
+            weight_decay=1e-2,
+            nesterov=False,
+            adaptive=True,
+            adam_b1=0.8,
+            adam_weight_decay=1e-3,
+            adam_learning_rate=3e-3,
+            consistent_rms=0.2,
+        ),
+    ),
+    same("muon_aol", lambda m: m.contrib.muon(1e-2, ns_steps=4, preconditioning="aol", mu_dtype=BF16)),
+    same("muon_schatten", lambda m: m.contrib.muon(1e-2, preconditioning="schatten")),
+    same("muon_spectral", lambda m: m.contrib.muon(1e-2, preconditioning="spectral")),
+    same(
+        "muon_dimension_numbers",
+        lambda m: m.contrib.muon(
+            1e-2,
+            muon_weight_dimension_numbers=lambda p: jax.tree.map(
+                lambda x: m.contrib.MuonDimensionNumbers(1, 0) if x.ndim == 2 else None, p
+            ),
+        ),
+    ),
+    same("scale_by_muon", lambda m: m.masked(m.contrib.scale_by_muon(weight_dimension_numbers=_dims(m)), _matrices)),
+    same(
+        "scale_by_muon_options",
+        lambda m: m.masked(
+            m.contrib.scale_by_muon(ns_coeffs=((3.0, -3.2, 1.2), (3.4445, -4.7750, 2.0315)), ns_steps=2, beta=0.5,
+                                    nesterov=False, preconditioning="aol", weight_dimension_numbers=_dims(m)),
+            _matrices,
+        ),
+    ),
 ]
 
 OPTIMIZERS: dict[str, Callable[[], gradtx.GradientTransformation]] = {}
@@ -54,4 +102,15 @@ INVALID: list[tuple[Callable, dict, str]] = [
     (gradtx.contrib.schedule_free_adamw, {"b2": 1.0}, "b2"),
     (gradtx.contrib.schedule_free_adamw, {"eps": -1.0}, "eps"),
     (gradtx.contrib.schedule_free_adamw, {"b1": 1.5}, "b1"),
+    (gradtx.contrib.muon, {"learning_rate": -1.0}, "learning_rate"),
+    (gradtx.contrib.muon, {"learning_rate": 0.1, "ns_coeffs": "muon"}, "ns_coeffs"),
+    (gradtx.contrib.muon, {"learning_rate": 0.1, "ns_coeffs": (1.0, 2.0)}, "ns_coeffs"),
+    (gradtx.contrib.muon, {"learning_rate": 0.1, "ns_steps": 0}, "ns_steps"),
+    (gradtx.contrib.muon, {"learning_rate": 0.1, "beta": 1.0}, "beta"),
+    (gradtx.contrib.muon, {"learning_rate": 0.1, "preconditioning": "qr"}, "preconditioning"),
+    (gradtx.contrib.muon, {"learning_rate": 0.1, "adam_b2": -0.1}, "adam_b2"),
+    (gradtx.contrib.muon, {"learning_rate": 0.1, "consistent_rms": -0.2}, "consistent_rms"),
+    (gradtx.contrib.scale_by_muon, {"ns_coeffs": [(3.0, -3.2, 1.2)] * 6}, "ns_coeffs"),
+    (gradtx.contrib.scale_by_muon, {"nesterov": 1}, "nesterov"),
+    (gradtx.contrib.scale_by_muon, {"mu_dtype": jnp.int8}, "mu_dtype"),
 ]

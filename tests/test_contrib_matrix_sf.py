@@ -130,3 +130,101 @@ def test_schedule_free_sgd_matches_optax_doc_example():
 def test_invalid_arguments_name_the_argument(factory, kwargs, arg):
     with pytest.raises((ValueError, TypeError), match=arg):
         factory(**kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Muon
+# --------------------------------------------------------------------------------------------
+
+
+def _ns_scalar(s, coeffs, steps):
+    # the Newton-Schulz polynomial acts on each singular value: s <- a s + b s^3 + c s^5
+    a, b, c = coeffs
+    for _ in range(steps):
+        s = a * s + b * s**3 + c * s**5
+    return s
+
+
+def test_scale_by_muon_known_answer_on_a_diagonal_matrix():
+    # beta = 0, no Nesterov: the momentum is the gradient; diag(3, 4) has Frobenius norm 5
+    tx = contrib.scale_by_muon(beta=0.0, nesterov=False, weight_dimension_numbers=contrib.MuonDimensionNumbers())
+    g = jnp.diag(jnp.array([3.0, 4.0]))
+    u, s = tx.update(g, tx.init(g))
+    coeffs = (3.4445, -4.7750, 2.0315)
+    want = np.diag([_ns_scalar(0.6, coeffs, 5), _ns_scalar(0.8, coeffs, 5)])
+    np.testing.assert_allclose(u, want, rtol=1e-5, atol=1e-6)
+    assert int(s.count) == 1 and s.ns_coeffs.shape == (3,)
+
+
+def test_scale_by_muon_output_is_nearly_orthogonal():
+    g = jax.random.normal(jax.random.key(0), (8, 5))
+    tx = contrib.scale_by_muon(beta=0.0, nesterov=False, weight_dimension_numbers=contrib.MuonDimensionNumbers())
+    u, _ = tx.update(g, tx.init(g))
+    sv = np.linalg.svd(np.asarray(u), compute_uv=False)
+    assert u.shape == (8, 5)
+    assert np.all(sv > 0.5) and np.all(sv < 1.5)  # the quintic's band, not exactly 1
+    uu, _, vt = np.linalg.svd(np.asarray(g), full_matrices=False)
+    np.testing.assert_allclose(np.sign(np.sum(np.asarray(u) * (uu @ vt))), 1.0)
+
+
+def test_scale_by_muon_batch_axes_orthogonalise_each_matrix():
+    g = jax.random.normal(jax.random.key(1), (3, 4, 5))
+    dims = contrib.MuonDimensionNumbers(reduction_axis=1, output_axis=2)
+    tx = contrib.scale_by_muon(beta=0.0, nesterov=False, weight_dimension_numbers=dims)
+    u, _ = tx.update(g, tx.init(g))
+    one = contrib.scale_by_muon(beta=0.0, nesterov=False, weight_dimension_numbers=contrib.MuonDimensionNumbers())
+    for i in range(3):
+        ui, _ = one.update(g[i], one.init(g[i]))
+        np.testing.assert_allclose(u[i], ui, rtol=1e-5, atol=1e-6)
+
+
+def test_scale_by_muon_rejects_a_vector():
+    tx = contrib.scale_by_muon(weight_dimension_numbers=contrib.MuonDimensionNumbers())
+    with pytest.raises(ValueError, match="rank >= 2"):
+        tx.update(jnp.ones(3), tx.init(jnp.ones(3)))
+
+
+def test_muon_sends_non_matrices_to_adamw():
+    p = {"w": jax.random.normal(jax.random.key(2), (4, 3)), "b": jnp.array([1.0, -2.0, 0.5])}
+    g = jax.tree.map(lambda x: 0.3 * x + 0.1, p)
+    tx = contrib.muon(1e-2, adam_learning_rate=3e-3)
+    u, s = tx.update(g, tx.init(p), p)
+    ref = gradtx.adamw(3e-3, weight_decay=0.0, nesterov=True)
+    ub, _ = ref.update(g["b"], ref.init(p["b"]), p["b"])
+    np.testing.assert_allclose(u["b"], ub, rtol=1e-6)
+    # width scaling sqrt(max(1, 3/4)) = 1: the Muon update is -lr * NS(m_hat)
+    sv = np.linalg.svd(np.asarray(u["w"]) / -1e-2, compute_uv=False)
+    assert np.all(sv > 0.5) and np.all(sv < 1.5)
+    assert type(s.inner_states["muon"].inner_state[0]).__name__ == "MuonState"
+
+
+def test_muon_consistent_rms_scale():
+    p = {"w": jax.random.normal(jax.random.key(3), (4, 9))}
+    a = contrib.muon(1.0, beta=0.0, nesterov=False)
+    b = contrib.muon(1.0, beta=0.0, nesterov=False, consistent_rms=0.2)
+    ua, _ = a.update(p, a.init(p), p)
+    ub, _ = b.update(p, b.init(p), p)
+    # width: sqrt(max(1, 9/4)) = 1.5; consistent: 0.2 * sqrt(9) = 0.6
+    np.testing.assert_allclose(ub["w"], ua["w"] * (0.6 / 1.5), rtol=1e-5)
+
+
+def test_muon_jit_equals_eager_and_descends():
+    p0 = {"w": jax.random.normal(jax.random.key(4), (6, 4)), "b": jnp.ones(4)}
+    target = jax.tree.map(jnp.zeros_like, p0)
+    tx = contrib.muon(2e-2)
+
+    def loss(p):
+        return sum(jnp.sum((x - t) ** 2) for x, t in zip(jax.tree.leaves(p), jax.tree.leaves(target), strict=True))
+
+    def step(p, s):
+        u, s = tx.update(jax.grad(loss)(p), s, p)
+        return gradtx.apply_updates(p, u), s
+
+    jstep = jax.jit(step)
+    p, s, pj, sj = p0, tx.init(p0), p0, tx.init(p0)
+    for _ in range(40):
+        p, s = step(p, s)
+        pj, sj = jstep(pj, sj)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), p, pj)
+    assert jstep._cache_size() == 1
+    assert loss(p) < 0.5 * loss(p0)

@@ -124,12 +124,12 @@ def schedule_free(
 
     Example:
         >>> import gradtx, jax.numpy as jnp
-        >>> tx = gradtx.contrib.schedule_free(gradtx.sgd(0.1), 0.1)
-        >>> p = jnp.array([1.0, 2.0])
+        >>> tx = gradtx.contrib.schedule_free(gradtx.sgd(0.5), 0.5, b1=0.5)
+        >>> p = jnp.array([4.0, -2.0])
         >>> s = tx.init(p)
-        >>> u, s = tx.update(2 * p, s, p)
+        >>> u, s = tx.update(p, s, p)  # the gradient of |p|^2 / 2
         >>> gradtx.contrib.schedule_free_eval_params(s, p + u)
-        Array([0.8, 1.6], dtype=float32)
+        Array([ 2., -1.], dtype=float32)
     """
     owner = "schedule_free"
     if not (hasattr(base_optimizer, "init") and hasattr(base_optimizer, "update")):
