@@ -6,7 +6,7 @@ optax 0.2.8 keeps differential privacy and `reduce_on_plateau` in `optax.contrib
 here: `gradtx.contrib.dpsgd is gradtx.dpsgd`.
 """
 
-from gradtx.optimizers.contrib_moments import acprop, ademamix, adopt, madgrad, simplified_ademamix
+from gradtx.optimizers.contrib_moments import acprop, ademamix, adopt, madgrad, simplified_ademamix, sophia
 from gradtx.optimizers.lr_free import DAdaptAdamWState, ProdigyState, cocob, dadapt_adamw, dog, dowg, prodigy
 from gradtx.optimizers.muon import muon
 from gradtx.optimizers.privacy import dpsgd
@@ -21,6 +21,15 @@ from gradtx.transforms.contrib_moments import (
     scale_by_madgrad,
     scale_by_simplified_ademamix,
 )
+from gradtx.transforms.contrib_sophia import (
+    HutchinsonState,
+    NormalizeState,
+    SophiaState,
+    SplitRealAndImaginaryState,
+    hutchinson_estimator_diag_hessian,
+    normalize,
+    split_real_and_imaginary,
+)
 from gradtx.transforms.lr_free import COCOBState, DoGState, DoWGState, scale_by_cocob
 from gradtx.transforms.muon import MuonDimensionNumbers, MuonState, scale_by_muon
 from gradtx.transforms.privacy import DifferentiallyPrivateAggregateState, differentially_private_aggregate
@@ -33,14 +42,18 @@ __all__ = [
     "DifferentiallyPrivateAggregateState",
     "DoGState",
     "DoWGState",
+    "HutchinsonState",
     "MadgradState",
     "MuonDimensionNumbers",
     "MuonState",
+    "NormalizeState",
     "ProdigyState",
     "ReduceLROnPlateauState",
     "ScaleByAdemamixState",
     "ScaleBySimplifiedAdEMAMixState",
     "ScheduleFreeState",
+    "SophiaState",
+    "SplitRealAndImaginaryState",
     "acprop",
     "ademamix",
     "adopt",
@@ -50,8 +63,10 @@ __all__ = [
     "dog",
     "dowg",
     "dpsgd",
+    "hutchinson_estimator_diag_hessian",
     "madgrad",
     "muon",
+    "normalize",
     "prodigy",
     "reduce_on_plateau",
     "scale_by_acprop",
@@ -66,4 +81,6 @@ __all__ = [
     "schedule_free_eval_params",
     "schedule_free_sgd",
     "simplified_ademamix",
+    "sophia",
+    "split_real_and_imaginary",
 ]

@@ -69,3 +69,25 @@ INVALID = [
     (_c.acprop, {"learning_rate": 1e-2, "b2": 1.0}, "b2"),
     (_c.acprop, {"learning_rate": 1e-2, "eps_root": -1.0}, "eps_root"),
 ]
+
+# Sophia's default estimator needs `obj_fn=`, which the table's steps do not pass: the rows use
+# an estimator that needs none (a stateless map of the gradients); the Hutchinson estimator is
+# compared bit for bit in tests/test_contrib_moments.py.
+ROWS += [
+    same("contrib_normalize", lambda m: m.chain(m.contrib.normalize(), m.scale(-0.01))),
+    same("contrib_sophia_rss", lambda m: m.contrib.sophia(1e-2, hessian_diagonal_fn=m.scale_by_rss())),
+    same("contrib_sophia_options", lambda m: m.contrib.sophia(
+        m.linear_schedule(1e-2, 1e-3, 20), b1=0.9, b2=0.95, eps=1e-6, weight_decay=0.01, weight_decay_mask=decay_mask,
+        gamma=0.5, clip_threshold=None, update_interval=3, hessian_diagonal_fn=m.identity(), mu_dtype=BF16),
+        sparse_grads),
+    same("contrib_split_real_and_imaginary_adam", lambda m: m.contrib.split_real_and_imaginary(m.adam(1e-2))),
+]
+INVALID += [
+    (_c.sophia, {"learning_rate": -1.0}, "learning_rate"),
+    (_c.sophia, {"learning_rate": 1e-2, "b1": 1.0}, "b1"),
+    (_c.sophia, {"learning_rate": 1e-2, "gamma": -1.0}, "gamma"),
+    (_c.sophia, {"learning_rate": 1e-2, "clip_threshold": 0.0}, "clip_threshold"),
+    (_c.sophia, {"learning_rate": 1e-2, "update_interval": 0}, "update_interval"),
+    (_c.sophia, {"learning_rate": 1e-2, "weight_decay": -1.0}, "weight_decay"),
+    (_c.split_real_and_imaginary, {"inner": 1.0}, "inner"),
+]

@@ -176,3 +176,102 @@ def test_error_messages_name_the_function_and_argument():
         contrib.scale_by_adopt(clip_value_fn=0.25)
     with pytest.raises(ValueError, match=r"madgrad.*momentum"):
         contrib.madgrad(0.1, momentum=2.0)
+
+
+# ------------------------------------------------------------------ normalize, complex, Sophia
+
+
+def _bits(tree):
+    return [(np.asarray(x).dtype, np.asarray(x).tobytes()) for x in jax.tree.leaves(tree)]
+
+
+def _run_both(build, params, grad_fn, steps=25, **extra):
+    """`steps` jitted steps of `build(gradtx)` and `build(optax)`: params and states."""
+    import optax
+
+    out = []
+    for lib in (gradtx, optax):
+        tx = build(lib)
+
+        @jax.jit
+        def step(p, s, tx=tx):
+            u, s = tx.update(grad_fn(p), s, p, **extra)
+            return gradtx.apply_updates(p, u), s
+
+        p, s = params, tx.init(params)
+        for _ in range(steps):
+            p, s = step(p, s)
+        out.append((p, s))
+    return out
+
+
+def test_normalize_gives_a_unit_norm_tree():
+    g = {"a": jnp.array([3.0, 0.0]), "b": jnp.array([[4.0]])}
+    tx = contrib.normalize()
+    u, state = tx.update(g, tx.init(g))
+    assert state == contrib.NormalizeState()
+    np.testing.assert_allclose(u["a"], [0.6, 0.0], rtol=1e-7)
+    np.testing.assert_allclose(u["b"], [[0.8]], rtol=1e-7)
+
+
+def test_split_real_and_imaginary_treats_the_parts_as_coordinates_and_equals_optax():
+    params = {"z": jnp.array([1.0 + 2.0j, -0.5 + 0.1j, 0.3 - 1.0j], jnp.complex64), "r": jnp.array([0.5, -1.0])}
+
+    def grad_fn(p):
+        return jax.tree.map(lambda x: x * (x * jnp.conj(x) - 0.5), p)
+
+    tx = contrib.split_real_and_imaginary(gradtx.adam(0.1))
+    u, state = tx.update(grad_fn(params), tx.init(params), params)
+    # Adam's first step is -lr * sign, coordinate by coordinate: real and imaginary parts apart
+    g = grad_fn(params)["z"]
+    np.testing.assert_allclose(u["z"], -0.1 * (np.sign(g.real) + 1j * np.sign(g.imag)), rtol=1e-4)
+    assert isinstance(state, contrib.SplitRealAndImaginaryState)
+    ours, theirs = _run_both(
+        lambda m: m.contrib.split_real_and_imaginary(m.adam(1e-2)), params, grad_fn
+    )
+    assert _bits(ours) == _bits(theirs)
+
+
+def _quartic(p):
+    return sum(jnp.sum((x - 0.5) ** 4 + 0.1 * x**2) for x in jax.tree.leaves(p))
+
+
+def test_hutchinson_is_exact_for_a_diagonal_hessian():
+    # z * (H z) = diag(H) when H is diagonal, since every z_i is +-1
+    p = {"a": jnp.array([0.0, 1.0, 2.0]), "b": jnp.array([[-1.0]])}
+    tx = contrib.hutchinson_estimator_diag_hessian(jax.random.PRNGKey(3))
+    d, state = tx.update(None, tx.init(p), p, obj_fn=_quartic)
+    expected = jax.tree.map(lambda x: 12 * (x - 0.5) ** 2 + 0.2, p)
+    for a, b in zip(jax.tree.leaves(d), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert not np.array_equal(jax.random.key_data(state.key), jax.random.key_data(jax.random.PRNGKey(3)))
+    with pytest.raises(ValueError, match="obj_fn"):
+        tx.update(None, tx.init(p), p)
+
+
+def test_sophia_with_hutchinson_equals_optax_bit_for_bit():
+    params = {"a": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4), "b": jnp.array([0.3, -0.7, 1.5, 0.0, 2.0])}
+    grad_fn = jax.grad(_quartic)
+    ours, theirs = _run_both(
+        lambda m: m.contrib.sophia(5e-2, update_interval=3), params, grad_fn, obj_fn=_quartic
+    )
+    assert _bits(ours) == _bits(theirs)
+    ours, theirs = _run_both(
+        lambda m: m.contrib.sophia(
+            5e-2, hessian_diagonal_fn=m.contrib.hutchinson_estimator_diag_hessian(jax.random.PRNGKey(7)),
+            clip_threshold=None, mu_dtype=jnp.bfloat16),
+        params, grad_fn, steps=12, obj_fn=_quartic,
+    )
+    assert _bits(ours) == _bits(theirs)
+
+
+def test_sophia_first_step_is_clipped_momentum_and_needs_params():
+    tx = contrib.sophia(0.1, weight_decay=0.0)
+    p = jnp.array([0.0, 2.0])
+    g = jax.grad(_quartic)(p)
+    u, state = tx.update(g, tx.init(p), p, obj_fn=_quartic)
+    # h_0 = 0, so the ratio is m_hat / eps: clipped to +-1 wherever g != 0
+    np.testing.assert_allclose(u, -0.1 * np.sign(g), rtol=1e-7)
+    np.testing.assert_allclose(state[0].nu, 0.01 * (12 * (np.asarray(p) - 0.5) ** 2 + 0.2), rtol=1e-5)
+    with pytest.raises(ValueError, match="params"):
+        tx.update(g, tx.init(p))

@@ -1,5 +1,5 @@
 r"""Research moment-based optimizers of `optax.contrib`: ADOPT, AdEMAMix, simplified AdEMAMix,
-MADGRAD and ACProp.
+MADGRAD, ACProp and Sophia.
 
 Each alias is the chain optax builds (so the state layout is optax's), exported from
 [`gradtx.contrib`][gradtx.contrib] only.
@@ -21,8 +21,9 @@ from gradtx.transforms.contrib_moments import (
     scale_by_madgrad,
     scale_by_simplified_ademamix,
 )
+from gradtx.transforms.contrib_sophia import hutchinson_estimator_diag_hessian, scale_by_sophia
 
-__all__ = ["acprop", "ademamix", "adopt", "madgrad", "simplified_ademamix"]
+__all__ = ["acprop", "ademamix", "adopt", "madgrad", "simplified_ademamix", "sophia"]
 
 MaskOrFn = Any | Callable[[Params], Any] | None
 
@@ -243,5 +244,86 @@ def acprop(
     return chain(
         scale_by_acprop(b1=b1, b2=b2, eps=eps, eps_root=eps_root),
         add_decayed_weights(weight_decay, mask),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+@describe
+def sophia(
+    learning_rate: ScalarOrSchedule,
+    b1: float = 0.965,
+    b2: float = 0.99,
+    eps: float = 1e-8,
+    weight_decay: float = 1e-4,
+    weight_decay_mask: MaskOrFn = None,
+    gamma: float = 0.01,
+    clip_threshold: float | None = 1.0,
+    update_interval: int = 10,
+    hessian_diagonal_fn: GradientTransformation = hutchinson_estimator_diag_hessian(),  # noqa: B008
+    mu_dtype: Any = None,
+    verbose: bool = False,
+    print_win_rate_every_n_steps: int = 0,
+) -> GradientTransformation:
+    r"""Sophia: second-order clipped stochastic optimization with a Hessian-diagonal preconditioner.
+
+    $$u_t = -\eta\Big(\operatorname{clip}\Big(\frac{\hat m_t}{\max(\gamma h_{t-1}, \epsilon)}, -\rho, \rho\Big)
+    + \lambda x_t\Big)$$
+
+    with $\hat m_t$ the bias-corrected momentum and $h$ a moving average of Hessian-diagonal
+    estimates refreshed every `update_interval` steps (see `scale_by_sophia` in
+    `gradtx.transforms.contrib_sophia`). It is `chain(scale_by_sophia(...),
+    add_decayed_weights(weight_decay, weight_decay_mask), scale_by_learning_rate(lr))`, as
+    `optax.contrib.sophia`. With the default Hutchinson estimator, `update` needs `params` and
+    the objective: `opt.update(grads, state, params, obj_fn=loss)`.
+
+    Args:
+        learning_rate: $\eta$, real `>= 0` or a schedule.
+        b1: in `[0, 1)`, default 0.965.
+        b2: in `[0, 1)`, default 0.99.
+        eps: real `>= 0`, default 1e-8.
+        weight_decay: $\lambda$, real `>= 0`, default 1e-4.
+        weight_decay_mask: which params are decayed, default None (all).
+        gamma: real `>= 0`, default 0.01.
+        clip_threshold: $\rho$, real `> 0` or None (no clipping), default 1.0.
+        update_interval: integer `>= 1`, default 10.
+        hessian_diagonal_fn: the estimator of the Hessian's diagonal, default
+            [`hutchinson_estimator_diag_hessian()`][gradtx.contrib.hutchinson_estimator_diag_hessian].
+        mu_dtype: dtype of the first moment, default None.
+        verbose: print the fraction of unclipped entries, default False.
+        print_win_rate_every_n_steps: how often (with `verbose`), default 0.
+
+    Example:
+        ```python
+        import jax, jax.numpy as jnp
+        import gradtx
+
+        loss = lambda p: jnp.sum((p - 1.0) ** 4)
+        opt = gradtx.contrib.sophia(1e-1)
+        params = jnp.zeros(3)
+        state = opt.init(params)
+        updates, state = opt.update(jax.grad(loss)(params), state, params, obj_fn=loss)
+        ```
+
+    References:
+        Liu et al., [Sophia: A Scalable Stochastic Second-order Optimizer for Language Model
+        Pre-training](https://arxiv.org/abs/2305.14342), ICLR 2024.
+    """
+    owner = "sophia"
+    _checks.learning_rate(owner, learning_rate)
+    _checks.weight_decay(owner, weight_decay)
+    return chain(
+        scale_by_sophia(
+            b1=b1,
+            b2=b2,
+            eps=eps,
+            gamma=gamma,
+            clip_threshold=clip_threshold,
+            update_interval=update_interval,
+            hessian_diagonal_fn=hessian_diagonal_fn,
+            mu_dtype=mu_dtype,
+            verbose=verbose,
+            print_win_rate_every_n_steps=print_win_rate_every_n_steps,
+        ),
+        add_decayed_weights(weight_decay, weight_decay_mask),
         scale_by_learning_rate(learning_rate),
     )
