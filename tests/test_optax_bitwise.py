@@ -235,6 +235,8 @@ def test_the_table_covers_every_name_shared_with_optax():
         "bias_correction", "global_norm", "matrix_inverse_pth_root", "multi_normal", "nnls", "power_iteration",
         "safe_increment", "safe_int32_increment", "safe_norm", "safe_root_mean_squares",
         "update_infinity_moment", "update_moment", "update_moment_per_elem_norm",
+        # losses: plain functions, compared with optax bit for bit in tests/test_losses.py
+        *gradtx.losses.__all__,
     }
     shared = {
         n for n in gradtx.__all__
