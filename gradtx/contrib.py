@@ -33,6 +33,7 @@ from gradtx.transforms.contrib_sophia import (
 from gradtx.transforms.lr_free import COCOBState, DoGState, DoWGState, scale_by_cocob
 from gradtx.transforms.muon import MuonDimensionNumbers, MuonState, scale_by_muon
 from gradtx.transforms.privacy import DifferentiallyPrivateAggregateState, differentially_private_aggregate
+from gradtx.transforms.sam import SAMState, sam
 from gradtx.transforms.schedule_free import ScheduleFreeState, schedule_free, schedule_free_eval_params
 from gradtx.wrappers import ReduceLROnPlateauState, reduce_on_plateau
 
@@ -49,6 +50,7 @@ __all__ = [
     "NormalizeState",
     "ProdigyState",
     "ReduceLROnPlateauState",
+    "SAMState",
     "ScaleByAdemamixState",
     "ScaleBySimplifiedAdEMAMixState",
     "ScheduleFreeState",
@@ -69,6 +71,7 @@ __all__ = [
     "normalize",
     "prodigy",
     "reduce_on_plateau",
+    "sam",
     "scale_by_acprop",
     "scale_by_ademamix",
     "scale_by_adopt",

@@ -24,6 +24,18 @@ def _dims(m: Any) -> Any:
     return lambda u: jax.tree.map(lambda x: m.contrib.MuonDimensionNumbers(), u)
 
 
+def _opaque(m: Any, tx: Any) -> Any:
+    """`tx` whose `update` receives `grad_fn` (SAM's opaque mode), for the table's `run`."""
+
+    def grad_fn(p: Any, i: int) -> Any:
+        return jax.tree.map(lambda x: x * (x * x - 1.0) + 0.01 * i, p)
+
+    def update(updates, state, params=None):
+        return tx.update(updates, state, params, grad_fn=grad_fn)
+
+    return m.GradientTransformation(tx.init, update)
+
+
 def _sgd(m: Any) -> Any:
     return m.sgd(0.05)
 
@@ -79,6 +91,17 @@ ROWS = [
             ),
         ),
     ),
+    # SAM, transparent: the table's gradients are taken at the params it holds, as SAM expects
+    same("sam", lambda m: m.contrib.sam(m.sgd(0.05), m.sgd(0.1))),
+    same(
+        "sam_adam_period3_keep_state",
+        lambda m: m.contrib.sam(m.adam(1e-2), m.sgd(0.1, momentum=0.9), sync_period=3, reset_state=False),
+    ),
+    same("sam_opaque", lambda m: _opaque(m, m.contrib.sam(m.adam(1e-2), m.sgd(0.1), opaque_mode=True))),
+    same(
+        "sam_opaque_period3",
+        lambda m: _opaque(m, m.contrib.sam(m.sgd(0.05, momentum=0.9), m.adam(1e-2), sync_period=3, opaque_mode=True)),
+    ),
     same("scale_by_muon", lambda m: m.masked(m.contrib.scale_by_muon(weight_dimension_numbers=_dims(m)), _matrices)),
     same(
         "scale_by_muon_options",
@@ -113,4 +136,7 @@ INVALID: list[tuple[Callable, dict, str]] = [
     (gradtx.contrib.scale_by_muon, {"ns_coeffs": [(3.0, -3.2, 1.2)] * 6}, "ns_coeffs"),
     (gradtx.contrib.scale_by_muon, {"nesterov": 1}, "nesterov"),
     (gradtx.contrib.scale_by_muon, {"mu_dtype": jnp.int8}, "mu_dtype"),
+    (gradtx.contrib.sam, {"optimizer": gradtx.sgd(0.1), "adv_optimizer": gradtx.sgd(0.1), "sync_period": 0}, "sync_period"),
+    (gradtx.contrib.sam, {"optimizer": gradtx.sgd(0.1), "adv_optimizer": gradtx.sgd(0.1), "opaque_mode": "yes"}, "opaque_mode"),
+    (gradtx.contrib.sam, {"optimizer": gradtx.sgd(0.1), "adv_optimizer": None}, "adv_optimizer"),
 ]

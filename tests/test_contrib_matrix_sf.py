@@ -228,3 +228,57 @@ def test_muon_jit_equals_eager_and_descends():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), p, pj)
     assert jstep._cache_size() == 1
     assert loss(p) < 0.5 * loss(p0)
+
+
+# --------------------------------------------------------------------------------------------
+# SAM
+# --------------------------------------------------------------------------------------------
+
+
+def test_sam_transparent_known_answer_one_period():
+    # f = w^2 (gradient 2w); ascent sgd(0.5), outer sgd(0.1), period 2
+    tx = contrib.sam(gradtx.sgd(0.1), gradtx.sgd(0.5))
+    w = jnp.array([1.0, -2.0])
+    s = tx.init(w)
+    assert s._fields == ("steps_since_sync", "opt_state", "adv_state", "cache")
+    u, s = tx.update(2 * w, s, w)  # ascent: w + 0.5 * 2w = 2w
+    wt = w + u
+    np.testing.assert_allclose(wt, 2 * w)
+    assert int(s.steps_since_sync) == 1
+    np.testing.assert_allclose(s.cache, w)
+    u, s = tx.update(2 * wt, s, wt)  # outer: back to w, minus 0.1 * grad at 2w = 4w
+    np.testing.assert_allclose(wt + u, w - 0.4 * w)
+    assert int(s.steps_since_sync) == 0
+
+
+def test_sam_opaque_equals_transparent_over_a_period():
+    def grad(w):
+        return w * (w * w - 1.0)
+
+    w0 = jnp.array([0.3, -1.7, 2.2])
+    a = contrib.sam(gradtx.adam(0.05), gradtx.sgd(0.2), sync_period=3)
+    b = contrib.sam(gradtx.adam(0.05), gradtx.sgd(0.2), sync_period=3, opaque_mode=True)
+    wa, sa = w0, a.init(w0)
+    for _ in range(3):
+        u, sa = a.update(grad(wa), sa, wa)
+        wa = wa + u
+    u, sb = b.update(grad(w0), b.init(w0), w0, grad_fn=lambda p, i: grad(p))
+    np.testing.assert_allclose(wa, w0 + u, rtol=1e-6, atol=1e-7)
+    assert sb.cache is None
+
+
+def test_sam_period_one_is_the_outer_optimizer():
+    w = jnp.array([1.0, 2.0])
+    tx, ref = contrib.sam(gradtx.adam(0.1), gradtx.sgd(1.0), sync_period=1), gradtx.adam(0.1)
+    s, r = tx.init(w), ref.init(w)
+    for _ in range(3):
+        u, s = tx.update(w, s, w)
+        v, r = ref.update(w, r, w)
+        np.testing.assert_allclose(u, v, rtol=1e-6)
+
+
+def test_sam_opaque_needs_grad_fn():
+    tx = contrib.sam(gradtx.sgd(0.1), gradtx.sgd(0.1), opaque_mode=True)
+    w = jnp.ones(2)
+    with pytest.raises(ValueError, match="grad_fn"):
+        tx.update(w, tx.init(w), w)
