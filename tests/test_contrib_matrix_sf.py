@@ -282,3 +282,89 @@ def test_sam_opaque_needs_grad_fn():
     w = jnp.ones(2)
     with pytest.raises(ValueError, match="grad_fn"):
         tx.update(w, tx.init(w), w)
+
+
+# --------------------------------------------------------------------------------------------
+# the contract of tests/test_contract.py, for the contrib aliases (which it cannot look up at
+# gradtx's top level): bfloat16, inject_hyperparams, sharding
+# --------------------------------------------------------------------------------------------
+
+ALIASES = {
+    "schedule_free_sgd": (lambda: contrib.schedule_free_sgd(0.1, weight_decay=1e-3), ()),
+    "schedule_free_adamw": (lambda: contrib.schedule_free_adamw(0.05, warmup_steps=2), ()),
+    "muon": (lambda: contrib.muon(2e-2, consistent_rms=0.2), ("ns_steps",)),
+}
+
+
+def _start(dtype=jnp.float32):
+    return {"w": jnp.linspace(-1.0, 1.0, 12, dtype=dtype).reshape(3, 4), "b": jnp.array([0.5, -0.25, 1.0], dtype)}
+
+
+def _run(tx, params, n):
+    @jax.jit
+    def step(p, s):
+        g = jax.grad(lambda q: sum(jnp.sum(x.astype(jnp.float32) ** 2) for x in jax.tree.leaves(q)))(p)
+        u, s = tx.update(g, s, p)
+        return gradtx.apply_updates(p, u), s, u
+
+    state = tx.init(params)
+    out = []
+    for _ in range(n):
+        params, state, updates = step(params, state)
+        out.append((params, updates))
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(ALIASES))
+def test_contrib_alias_bfloat16_params_stay_bfloat16(name):
+    for params, updates in _run(ALIASES[name][0](), _start(jnp.bfloat16), 2):
+        for p, u in zip(jax.tree.leaves(params), jax.tree.leaves(updates), strict=True):
+            assert p.dtype == jnp.bfloat16 and u.dtype == jnp.bfloat16, (name, p.dtype, u.dtype)
+            assert np.all(np.isfinite(np.asarray(p, np.float32)))
+
+
+@pytest.mark.parametrize("name", sorted(ALIASES))
+def test_contrib_alias_runs_under_inject_hyperparams(name):
+    make, extra_static = ALIASES[name]
+    tx = make()
+    factory_name, arguments = tx.update._gradtx_info
+    arguments = dict(arguments)
+    static = [
+        k for k, v in arguments.items()
+        if k in extra_static or not (isinstance(v, (int, float)) and not isinstance(v, bool))
+    ]
+    injected = gradtx.inject_hyperparams(getattr(contrib, factory_name), static_args=static)(**arguments)
+    assert "learning_rate" in injected.init(_start()).hyperparams
+    for (pa, _), (pb, _) in zip(_run(tx, _start(), 3), _run(injected, _start(), 3), strict=True):
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), pa, pb)
+
+
+@pytest.mark.skipif(len(jax.devices()) < 8, reason="needs 8 (simulated) devices")
+@pytest.mark.parametrize("name", sorted(ALIASES))
+def test_contrib_alias_state_keeps_the_params_sharding(name):
+    from jax.sharding import Mesh, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    mesh = Mesh(np.array(jax.devices()[:8]), ("x",))
+    params = {
+        "w": jax.device_put(jnp.linspace(-1.0, 1.0, 64).reshape(16, 4), NamedSharding(mesh, P("x", None))),
+        "b": jax.device_put(jnp.ones(8), NamedSharding(mesh, P("x"))),
+    }
+    by_shape = {tuple(p.shape): p.sharding for p in params.values()}
+    tx = ALIASES[name][0]()
+    state = tx.init(params)
+    state = _run_sharded(tx, params, state)
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+        expected = by_shape.get(tuple(jnp.shape(leaf)))
+        if expected is not None and isinstance(leaf, jax.Array):
+            assert leaf.sharding.is_equivalent_to(expected, leaf.ndim), (name, jax.tree_util.keystr(path))
+
+
+def _run_sharded(tx, params, state):
+    @jax.jit
+    def step(p, s):
+        g = jax.tree.map(lambda x: 2 * x, p)
+        u, s = tx.update(g, s, p)
+        return gradtx.apply_updates(p, u), s
+
+    return step(params, state)[1]
