@@ -101,7 +101,7 @@ PAGES = {
         "Research optimizers that optax 0.2.8 keeps in `optax.contrib` (not at its top level), "
         "with the same names, arguments, states and numbers: `import gradtx as optax` keeps "
         "`optax.contrib.<name>` working.",
-        ("gradtx.transforms.contrib_moments", "gradtx.optimizers.contrib_moments", "gradtx.transforms.contrib_sophia", "gradtx.transforms.schedule_free", "gradtx.optimizers.schedule_free",
+        ("gradtx.transforms.contrib_moments", "gradtx.optimizers.contrib_moments", "gradtx.transforms.contrib_sophia", "gradtx.transforms.contrib_galore", "gradtx.transforms.schedule_free", "gradtx.optimizers.schedule_free",
          "gradtx.transforms.muon", "gradtx.optimizers.muon", "gradtx.transforms.sam"),
     ),
 }

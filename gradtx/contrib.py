@@ -6,11 +6,20 @@ optax 0.2.8 keeps differential privacy and `reduce_on_plateau` in `optax.contrib
 here: `gradtx.contrib.dpsgd is gradtx.dpsgd`.
 """
 
-from gradtx.optimizers.contrib_moments import acprop, ademamix, adopt, madgrad, simplified_ademamix, sophia
+from gradtx.optimizers.contrib_moments import (
+    acprop,
+    ademamix,
+    adopt,
+    galore,
+    madgrad,
+    simplified_ademamix,
+    sophia,
+)
 from gradtx.optimizers.lr_free import DAdaptAdamWState, ProdigyState, cocob, dadapt_adamw, dog, dowg, prodigy
 from gradtx.optimizers.muon import muon
 from gradtx.optimizers.privacy import dpsgd
 from gradtx.optimizers.schedule_free import schedule_free_adamw, schedule_free_sgd
+from gradtx.transforms.contrib_galore import GaLoreDimensionNumbers, GaLoreState, scale_by_galore
 from gradtx.transforms.contrib_moments import (
     MadgradState,
     ScaleByAdemamixState,
@@ -43,6 +52,8 @@ __all__ = [
     "DifferentiallyPrivateAggregateState",
     "DoGState",
     "DoWGState",
+    "GaLoreDimensionNumbers",
+    "GaLoreState",
     "HutchinsonState",
     "MadgradState",
     "MuonDimensionNumbers",
@@ -65,6 +76,7 @@ __all__ = [
     "dog",
     "dowg",
     "dpsgd",
+    "galore",
     "hutchinson_estimator_diag_hessian",
     "madgrad",
     "muon",
@@ -76,6 +88,7 @@ __all__ = [
     "scale_by_ademamix",
     "scale_by_adopt",
     "scale_by_cocob",
+    "scale_by_galore",
     "scale_by_madgrad",
     "scale_by_muon",
     "scale_by_simplified_ademamix",

@@ -91,3 +91,19 @@ INVALID += [
     (_c.sophia, {"learning_rate": 1e-2, "weight_decay": -1.0}, "weight_decay"),
     (_c.split_real_and_imaginary, {"inner": 1.0}, "inner"),
 ]
+
+ROWS += [
+    same("contrib_galore", lambda m: m.contrib.galore(1e-2)),
+    same("contrib_galore_options", lambda m: m.contrib.galore(
+        m.linear_schedule(1e-2, 1e-3, 20), rank=2, update_proj_gap=5, scale=0.5,
+        base_optimizer=m.scale_by_rms(), weight_decay=0.05, mask=decay_mask), sparse_grads),
+    same("contrib_scale_by_galore_transposed", lambda m: m.chain(m.contrib.scale_by_galore(
+        rank=2, update_proj_gap=3, weight_dimension_numbers=m.contrib.GaLoreDimensionNumbers(1, 0)), m.scale(-0.01))),
+]
+INVALID += [
+    (_c.galore, {"learning_rate": -1.0}, "learning_rate"),
+    (_c.galore, {"learning_rate": 1e-2, "rank": 0}, "rank"),
+    (_c.galore, {"learning_rate": 1e-2, "rank": 2.5}, "rank"),
+    (_c.galore, {"learning_rate": 1e-2, "update_proj_gap": 0}, "update_proj_gap"),
+    (_c.galore, {"learning_rate": 1e-2, "weight_decay": -1.0}, "weight_decay"),
+]

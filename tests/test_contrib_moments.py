@@ -275,3 +275,60 @@ def test_sophia_first_step_is_clipped_momentum_and_needs_params():
     np.testing.assert_allclose(state[0].nu, 0.01 * (12 * (np.asarray(p) - 0.5) ** 2 + 0.2), rtol=1e-5)
     with pytest.raises(ValueError, match="params"):
         tx.update(g, tx.init(p))
+
+
+# ------------------------------------------------------------------ GaLore
+
+
+def test_galore_with_identity_base_is_the_best_rank_r_approximation():
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal((6, 4)).astype(np.float32)
+    tx = contrib.galore(0.5, rank=1, scale=2.0, base_optimizer=gradtx.identity())
+    params = {"w": jnp.zeros((6, 4)), "b": jnp.zeros(4)}
+    grads = {"w": jnp.asarray(g), "b": jnp.arange(4.0)}
+    state = tx.init(params)
+    assert state[0].projector["w"].shape == (6, 1) and state[0].projector["b"].shape == (0, 0)
+    u, state = tx.update(grads, state, params)
+    uu, s, vh = np.linalg.svd(g.astype(np.float64), full_matrices=False)
+    best = s[0] * np.outer(uu[:, 0], vh[0])
+    np.testing.assert_allclose(u["w"], -0.5 * 2.0 * best, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(u["b"], -0.5 * np.arange(4.0))  # not projected, not scaled
+    # a wide matrix (m < n) is projected on the right: the same approximation of its transpose
+    tx = contrib.galore(0.5, rank=1, base_optimizer=gradtx.identity())
+    u, _ = tx.update(jnp.asarray(g.T), tx.init(jnp.zeros((4, 6))), jnp.zeros((4, 6)))
+    np.testing.assert_allclose(u, -0.5 * best.T, rtol=1e-4, atol=1e-5)
+
+
+def test_galore_refreshes_the_projector_every_update_proj_gap_steps():
+    rng = np.random.default_rng(1)
+    tx = contrib.scale_by_galore(rank=2, update_proj_gap=2)
+    state = tx.init(jnp.zeros((5, 3)))
+    seen = []
+    for _ in range(3):
+        _, state = tx.update(jnp.asarray(rng.standard_normal((5, 3)), jnp.float32), state)
+        seen.append(np.asarray(state.projector))
+    np.testing.assert_array_equal(seen[0], seen[1])  # kept at step 2
+    assert not np.array_equal(seen[1], seen[2])  # recomputed at step 3
+    assert int(state.count) == 3
+
+
+def test_galore_dimension_numbers_and_errors():
+    # a 3-D weight seen as (2*3) x 4 with rows from axes 0 and 1
+    dims = contrib.GaLoreDimensionNumbers(reduction_axis=(0, 1), output_axis=2)
+    tx = contrib.scale_by_galore(rank=2, weight_dimension_numbers=dims)
+    state = tx.init({"k": jnp.zeros((2, 3, 4)), "v": jnp.zeros(3)})
+    assert state.projector["k"].shape == (6, 2)
+    bad = contrib.scale_by_galore(weight_dimension_numbers=contrib.GaLoreDimensionNumbers(0, 0))
+    with pytest.raises(ValueError, match="overlap"):
+        bad.init(jnp.zeros((3, 4)))
+    with pytest.raises(TypeError, match="rank"):
+        contrib.scale_by_galore(rank=2.0)
+    ours, theirs = _run_both(
+        lambda m: m.contrib.galore(
+            1e-2, rank=3, update_proj_gap=4, weight_dimension_numbers=m.contrib.GaLoreDimensionNumbers((0, 1), 2)
+        ),
+        {"k": jnp.linspace(-1.0, 1.0, 24).reshape(2, 3, 4)},
+        lambda p: jax.tree.map(lambda x: x * (x * x - 1.0) + 0.1, p),
+        steps=10,
+    )
+    assert _bits(ours) == _bits(theirs)

@@ -1,5 +1,5 @@
 r"""Research moment-based optimizers of `optax.contrib`: ADOPT, AdEMAMix, simplified AdEMAMix,
-MADGRAD, ACProp and Sophia.
+MADGRAD, ACProp, Sophia and GaLore.
 
 Each alias is the chain optax builds (so the state layout is optax's), exported from
 [`gradtx.contrib`][gradtx.contrib] only.
@@ -14,6 +14,7 @@ from gradtx import _validation as v
 from gradtx.base import GradientTransformation, Params, ScalarOrSchedule, chain, describe
 from gradtx.optimizers import _checks
 from gradtx.transforms import add_decayed_weights, scale_by_learning_rate
+from gradtx.transforms.contrib_galore import scale_by_galore
 from gradtx.transforms.contrib_moments import (
     scale_by_acprop,
     scale_by_ademamix,
@@ -23,7 +24,7 @@ from gradtx.transforms.contrib_moments import (
 )
 from gradtx.transforms.contrib_sophia import hutchinson_estimator_diag_hessian, scale_by_sophia
 
-__all__ = ["acprop", "ademamix", "adopt", "madgrad", "simplified_ademamix", "sophia"]
+__all__ = ["acprop", "ademamix", "adopt", "galore", "madgrad", "simplified_ademamix", "sophia"]
 
 MaskOrFn = Any | Callable[[Params], Any] | None
 
@@ -325,5 +326,53 @@ def sophia(
             print_win_rate_every_n_steps=print_win_rate_every_n_steps,
         ),
         add_decayed_weights(weight_decay, weight_decay_mask),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+@describe
+def galore(
+    learning_rate: ScalarOrSchedule,
+    rank: int = 128,
+    update_proj_gap: int = 200,
+    scale: float = 1.0,
+    base_optimizer: GradientTransformation | None = None,
+    weight_decay: float = 0.0,
+    mask: MaskOrFn = None,
+    weight_dimension_numbers: Any = None,
+) -> GradientTransformation:
+    r"""GaLore: a base optimizer (Adam by default) on low-rank projections of the gradients.
+
+    It is `chain(scale_by_galore(rank, update_proj_gap, scale, base_optimizer,
+    weight_dimension_numbers), add_decayed_weights(weight_decay, mask),
+    scale_by_learning_rate(learning_rate))`, as `optax.contrib.galore`; see
+    [`scale_by_galore`][gradtx.contrib.scale_by_galore] for the projection.
+
+    Args:
+        learning_rate: real `>= 0` or a schedule.
+        rank: an `int >= 1`, default 128.
+        update_proj_gap: an integer `>= 1`, default 200.
+        scale: default 1.0.
+        base_optimizer: default None (`scale_by_adam()`).
+        weight_decay: real `>= 0`, default 0.
+        mask: which params are decayed, default None (all).
+        weight_dimension_numbers: default None (2-D leaves projected).
+
+    References:
+        Zhao et al., [GaLore: Memory-Efficient LLM Training by Gradient Low-Rank
+        Projection](https://arxiv.org/abs/2403.03507), ICML 2024.
+    """
+    owner = "galore"
+    _checks.learning_rate(owner, learning_rate)
+    _checks.weight_decay(owner, weight_decay)
+    return chain(
+        scale_by_galore(
+            rank=rank,
+            update_proj_gap=update_proj_gap,
+            scale=scale,
+            base_optimizer=base_optimizer,
+            weight_dimension_numbers=weight_dimension_numbers,
+        ),
+        add_decayed_weights(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
     )
