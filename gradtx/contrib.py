@@ -39,7 +39,14 @@ from gradtx.transforms.contrib_sophia import (
     normalize,
     split_real_and_imaginary,
 )
-from gradtx.transforms.lr_free import COCOBState, DoGState, DoWGState, scale_by_cocob
+from gradtx.transforms.lr_free import (
+    COCOBState,
+    DoGState,
+    DoWGState,
+    MechanicState,
+    mechanize,
+    scale_by_cocob,
+)
 from gradtx.transforms.muon import MuonDimensionNumbers, MuonState, scale_by_muon
 from gradtx.transforms.privacy import DifferentiallyPrivateAggregateState, differentially_private_aggregate
 from gradtx.transforms.sam import SAMState, sam
@@ -56,6 +63,7 @@ __all__ = [
     "GaLoreState",
     "HutchinsonState",
     "MadgradState",
+    "MechanicState",
     "MuonDimensionNumbers",
     "MuonState",
     "NormalizeState",
@@ -79,6 +87,7 @@ __all__ = [
     "galore",
     "hutchinson_estimator_diag_hessian",
     "madgrad",
+    "mechanize",
     "muon",
     "normalize",
     "prodigy",

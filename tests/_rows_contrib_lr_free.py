@@ -1,6 +1,6 @@
 """Learning-rate-free optimizers of `optax.contrib`: bit-for-bit rows and invalid arguments.
 
-Prodigy, D-Adaptation AdamW, DoG, DoWG and COCOB (`gradtx.optimizers.lr_free`,
+Prodigy, D-Adaptation AdamW, DoG, DoWG, COCOB and Mechanic (`gradtx.optimizers.lr_free`,
 `gradtx.transforms.lr_free`). They are exported from
 `gradtx.contrib` only (as in optax), so `OPTIMIZERS` stays empty: the contract test looks its
 names up at gradtx's top level. `tests/test_contrib_lr_free.py` checks their contract properties.
@@ -53,6 +53,15 @@ ROWS = [
         grads=sparse_grads,
     ),
     same("contrib_scale_by_cocob", lambda m: m.contrib.scale_by_cocob()),
+    same("contrib_mechanize", lambda m: m.contrib.mechanize(m.adam(1e-2))),
+    same(
+        "contrib_mechanize_options",
+        lambda m: m.contrib.mechanize(
+            m.sgd(m.linear_schedule(0.1, 0.01, 20), momentum=0.9), weight_decay=0.0, eps=1e-6,
+            s_init=1e-3, num_betas=3,
+        ),
+        grads=sparse_grads,
+    ),
 ]
 
 OPTIMIZERS: dict = {}
@@ -88,4 +97,10 @@ INVALID = [
     (_c.cocob, {"weight_decay": -1.0}, "weight_decay"),
     (_c.scale_by_cocob, {"alpha": -1.0}, "alpha"),
     (_c.scale_by_cocob, {"eps": -1.0}, "eps"),
+    (_c.mechanize, {"base_optimizer": 1.0}, "base_optimizer"),
+    (_c.mechanize, {"base_optimizer": gradtx.sgd(1.0), "weight_decay": -1.0}, "weight_decay"),
+    (_c.mechanize, {"base_optimizer": gradtx.sgd(1.0), "eps": -1.0}, "eps"),
+    (_c.mechanize, {"base_optimizer": gradtx.sgd(1.0), "s_init": 0.0}, "s_init"),
+    (_c.mechanize, {"base_optimizer": gradtx.sgd(1.0), "num_betas": 0}, "num_betas"),
+    (_c.mechanize, {"base_optimizer": gradtx.sgd(1.0), "num_betas": 2.0}, "num_betas"),
 ]

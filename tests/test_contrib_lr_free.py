@@ -25,6 +25,7 @@ FACTORIES = {
     "dog": lambda: contrib.dog(),
     "dowg": lambda: contrib.dowg(),
     "cocob": lambda: contrib.cocob(),
+    "mechanize": lambda: contrib.mechanize(gradtx.sgd(0.1)),
 }
 # numeric hyper-parameters to inject (the others are static)
 INJECT = {
@@ -33,13 +34,15 @@ INJECT = {
     "dog": {"learning_rate": 0.5, "eps": 1e-7},
     "dowg": {"learning_rate": 0.5, "init_estim_sq_dist": 1e-3},
     "cocob": {"alpha": 50.0, "eps": 1e-7},
+    "mechanize": {"base_optimizer": gradtx.sgd(0.1), "weight_decay": 1e-3, "s_init": 1e-4},
 }
 ITEMS = list(FACTORIES.items())
 IDS = list(FACTORIES)
 
 
 def test_exported_from_contrib_only():
-    for name in (*FACTORIES, "ProdigyState", "DAdaptAdamWState", "DoGState", "DoWGState", "COCOBState", "scale_by_cocob"):
+    for name in (*FACTORIES, "ProdigyState", "DAdaptAdamWState", "DoGState", "DoWGState", "COCOBState", "MechanicState",
+                 "scale_by_cocob"):
         assert name in contrib.__all__
         assert not hasattr(gradtx, name)
 
@@ -67,9 +70,11 @@ def test_jit_equals_eager_compiles_once_and_keeps_bfloat16(name, make):
 @pytest.mark.parametrize("name", IDS)
 def test_runs_under_inject_hyperparams(name):
     factory, kwargs = getattr(contrib, name), INJECT[name]
-    static = [a for a in ("betas", "init_step", "mask") if a in inspect.signature(factory).parameters]
+    static = [
+        a for a in ("betas", "init_step", "mask", "base_optimizer", "num_betas") if a in inspect.signature(factory).parameters
+    ]
     injected = gradtx.inject_hyperparams(factory, static_args=static)(**kwargs)
-    assert set(kwargs) <= set(injected.init(_parabola_start()).hyperparams)
+    assert set(kwargs) - set(static) <= set(injected.init(_parabola_start()).hyperparams)
     plain, _ = _steps(factory(**kwargs), _parabola_start(), 3, jit=True)
     inj, _ = _steps(injected, _parabola_start(), 3, jit=True)
     for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(inj), strict=True):
@@ -107,7 +112,7 @@ def test_state_keeps_the_params_sharding(name, make):
 
 @pytest.mark.parametrize("name", IDS)
 def test_update_needs_params(name):
-    tx = getattr(contrib, name)()
+    tx = FACTORIES[name]()
     with pytest.raises(ValueError, match="params"):
         tx.update(jnp.ones(3), tx.init(jnp.zeros(3)))
 
@@ -215,3 +220,28 @@ def test_cocob_first_steps_by_hand():
     gg = np.asarray(g, np.float64)
     new_x = np.asarray(x, np.float64) - 2 * gg * (1 + 1 / 100) / (100 * np.abs(gg))
     np.testing.assert_allclose(np.asarray(x1) + np.asarray(u2), new_x, rtol=1e-5)
+
+
+def test_mechanize_first_steps_by_hand():
+    # step 1: x0 = params, h = 0, so every s_i = s_init / n and the step is s_init * base step
+    tx = contrib.mechanize(gradtx.sgd(1.0), s_init=1e-3, num_betas=4)
+    x = jnp.array([1.0, -2.0])
+    g = jnp.array([0.5, 0.25])
+    state = tx.init(x)
+    u, state = tx.update(g, state, x)
+    # (the update is x_{t+1} - x_t: float32 rounding at the params' scale, 2.4e-7 here)
+    np.testing.assert_allclose(u, -1e-3 * g, atol=5e-7)
+    np.testing.assert_allclose(state.s, np.full(4, 1e-3 / 4), rtol=1e-6)
+    np.testing.assert_allclose(state.m, np.full(4, 1e-8), rtol=1e-6)
+    # step 2: delta_prev = (x0 - x1) / (S + eps) = g (up to eps), h = <g + decay, g> > 0:
+    # the scales grow, so the second step is longer than s_init * g
+    x1 = gradtx.apply_updates(x, u)
+    _, state = tx.update(g, state, x1)
+    assert float(jnp.sum(state.s)) > 1e-3
+    g_norm, x_norm = float(jnp.linalg.norm(g)), float(jnp.linalg.norm(x1))
+    h = float(jnp.vdot(g + 1e-2 * 1e-3 * g_norm / (x_norm + 1e-8) * x1, (x - x1) / (1e-3 + 1e-8)))
+    betas = 1 - 0.1 ** np.arange(1, 5)
+    m = np.maximum(betas * 1e-8, abs(h) + 1e-8)
+    r = 1e-8 * 1e-3 / 4  # clip(h, -m_old, m_old) * s_old, m_old = 1e-8
+    s = (1e-3 / 4 * m + r) / (abs(h) + 1e-8)
+    np.testing.assert_allclose(state.s, s, rtol=1e-4)

@@ -24,23 +24,12 @@ from gradtx.transforms.lr_free import (
     scale_by_cocob,
     scale_by_dog,
     scale_by_dowg,
+    vdot,
 )
 from gradtx.transforms.scaling import scale_by_learning_rate
 from gradtx.transforms.weight_decay import add_decayed_weights
 
 __all__ = ["DAdaptAdamWState", "ProdigyState", "cocob", "dadapt_adamw", "dog", "dowg", "prodigy"]
-
-
-def _vdot(x: Any, y: Any) -> jax.Array:
-    """`sum_i <x_i, y_i>` over the leaves, in optax's order (0 + v_1 + v_2 + ...)."""
-
-    def leaf(a: Any, b: Any) -> jax.Array:
-        a, b = jnp.asarray(a), jnp.asarray(b)
-        if jnp.issubdtype(a.dtype, jnp.complexfloating):
-            a = jnp.conj(a)
-        return jnp.tensordot(a, b, a.ndim)
-
-    return jax.tree.reduce(operator.add, jax.tree.map(leaf, x, y), initializer=0)
 
 
 def _l1(tree: Any) -> jax.Array:
@@ -163,7 +152,7 @@ def prodigy(
         correction = ((1 - beta2**t) ** 0.5) / (1 - beta1**t)
         lam = jnp.asarray(d * eta * correction, dtype=d.dtype)
         dg = jax.tree.map(lambda g: d * g, updates)
-        progress = _vdot(updates, jax.tree.map(lambda x0, x: x0 - x, state.params0, params))
+        progress = vdot(updates, jax.tree.map(lambda x0, x: x0 - x, state.params0, params))
         exp_avg = jax.tree.map(lambda m, z: beta1 * m + (1 - beta1) * z, state.exp_avg, dg)
         exp_avg_sq = jax.tree.map(lambda v, z: beta2 * v + (1 - beta2) * z * z, state.exp_avg_sq, dg)
         weight = d if safeguard_warmup else lam
@@ -278,7 +267,7 @@ def dadapt_adamw(
         lam = state.estim_lr * eta * correction
         lam = lam.astype(state.numerator_weighted.dtype)
         weighted = jax.tree.map(lambda s, v: s / (jnp.sqrt(v) + eps), state.grad_sum, state.exp_avg_sq)
-        progress = _vdot(updates, weighted)
+        progress = vdot(updates, weighted)
         exp_avg = jax.tree.map(lambda m, g: beta1 * m + (1 - beta1) * lam * g, state.exp_avg, updates)
         exp_avg_sq = jax.tree.map(lambda v, g: beta2 * v + (1 - beta2) * g * g, state.exp_avg_sq, updates)
         grad_sum = jax.tree.map(lambda s, g: gamma * s + (1 - gamma) * lam * g, state.grad_sum, updates)

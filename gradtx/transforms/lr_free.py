@@ -1,6 +1,7 @@
-r"""Learning-rate-free scalings of `optax.contrib`: DoG, DoWG and COCOB.
+r"""Learning-rate-free scalings of `optax.contrib`: DoG, DoWG, COCOB and Mechanic.
 
-[`scale_by_cocob`][gradtx.contrib.scale_by_cocob] is exported from `gradtx.contrib` (as in optax);
+[`scale_by_cocob`][gradtx.contrib.scale_by_cocob] and [`mechanize`][gradtx.contrib.mechanize] are
+exported from `gradtx.contrib` (as in optax);
 `scale_by_dog` and `scale_by_dowg` are the inner transformations of
 [`dog`][gradtx.contrib.dog] and [`dowg`][gradtx.contrib.dowg], kept in this module (optax does not
 export them either). Unlike gradtx's layer-wise
@@ -16,10 +17,20 @@ import jax
 import jax.numpy as jnp
 
 from gradtx import _validation as _v
-from gradtx.base import GradientTransformation, Updates, describe
-from gradtx.numerics import tree_zeros_like
+from gradtx.base import GradientTransformation, OptState, Updates, describe
+from gradtx.numerics import safe_increment, tree_zeros_like
+from gradtx.wrappers.protocol import with_extra_args_support
 
-__all__ = ["COCOBState", "DoGState", "DoWGState", "scale_by_cocob", "scale_by_dog", "scale_by_dowg"]
+__all__ = [
+    "COCOBState",
+    "DoGState",
+    "DoWGState",
+    "MechanicState",
+    "mechanize",
+    "scale_by_cocob",
+    "scale_by_dog",
+    "scale_by_dowg",
+]
 
 _INIT_STEP_KINDS = ("distance", "learning_rate", "heuristic")
 
@@ -45,6 +56,18 @@ def _sq_norm(tree: Any) -> jax.Array:
     """`sum_i ||x_i||^2` over the leaves in optax's order (0 + s_1 + s_2 + ...)."""
     sums = jax.tree.map(lambda x: jnp.sum(jnp.square(x.real) + jnp.square(x.imag)), tree)
     return jnp.array(jax.tree.reduce(operator.add, sums, initializer=0))
+
+
+def vdot(x: Any, y: Any) -> jax.Array:
+    """`sum_i <x_i, y_i>` over the leaves in optax's order (0 + v_1 + v_2 + ...)."""
+
+    def leaf(a: Any, b: Any) -> jax.Array:
+        a, b = jnp.asarray(a), jnp.asarray(b)
+        if jnp.issubdtype(a.dtype, jnp.complexfloating):
+            a = jnp.conj(a)
+        return jnp.tensordot(a, b, a.ndim)
+
+    return jax.tree.reduce(operator.add, jax.tree.map(leaf, x, y), initializer=0)
 
 
 def _distance(x: Any, y: Any) -> Any:
@@ -273,5 +296,118 @@ def scale_by_cocob(alpha: jax.typing.ArrayLike = 100.0, eps: jax.typing.ArrayLik
             R,
         )
         return new_updates, COCOBState(x0, theta, L, G, R)
+
+    return GradientTransformation(init, update)
+
+
+# --------------------------------------------------------------------------------------------
+# Mechanic
+# --------------------------------------------------------------------------------------------
+
+
+class MechanicState(NamedTuple):
+    """State of [`mechanize`][gradtx.contrib.mechanize] (optax's `MechanicState`).
+
+    `base_optimizer_state`: the wrapped optimizer's state; `count`: the step count (int32);
+    `r`, `m`, `v`, `s`: the per-beta rewards, maximal |h|, second moments and scales (shape
+    `(num_betas,)`, params' dtype); `x0`: the reference params (the params of the first update).
+    """
+
+    base_optimizer_state: OptState
+    count: jax.typing.ArrayLike  # type: ignore[assignment]  # optax's field name (shadows tuple.count)
+    r: jax.typing.ArrayLike
+    m: jax.typing.ArrayLike
+    v: jax.typing.ArrayLike
+    s: jax.typing.ArrayLike
+    x0: Updates
+
+
+@describe
+def mechanize(
+    base_optimizer: GradientTransformation,
+    weight_decay: jax.typing.ArrayLike = 1e-2,
+    eps: jax.typing.ArrayLike = 1e-8,
+    s_init: jax.typing.ArrayLike = 1e-6,
+    num_betas: int = 6,
+) -> GradientTransformation:
+    r"""Mechanic: learn a global scale $S$ of a base optimizer's steps (learning-rate tuning).
+
+    The base optimizer's updates $\Delta_t$ are accumulated into a direction
+    $\delta_t = \delta_{t-1} + \Delta_t$ from the reference $x_0$, and the params are set to
+    $x_{t+1} = x_0 + S_{t+1}\, \delta_t$, where $S = \sum_i s_i$ is a sum of coin-betting
+    scales over `num_betas` decays $\beta_i = 1 - 10^{-i}$. With
+    $\tilde g_t = g_t + \lambda\, S_t \frac{\|g_t\|}{\|x_t\| + \epsilon}\, x_t$ and
+    $h_t = \langle \tilde g_t, \delta_{t-1} \rangle$:
+
+    $$m_i \leftarrow \max(\beta_i m_i, |h_t| + \epsilon),\qquad
+    v_i \leftarrow \beta_i^2 v_i + h_t^2,\qquad
+    r_i \leftarrow \beta_i r_i + \operatorname{clip}(h_t, -m_i^{old}, m_i^{old})\, s_i,$$
+
+    $$s_i \leftarrow \frac{\frac{s_{init}}{n}\, m_i + \max(r_i, 0)}{\sqrt{v_i} + \epsilon},$$
+
+    with $\lambda$ = `weight_decay` and $n$ = `num_betas`. The returned update is
+    $x_{t+1} - x_t$. It equals `optax.contrib.mechanize`.
+
+    Args:
+        base_optimizer: the optimizer whose steps are scaled (a `GradientTransformation`,
+            with its own learning rate, typically 1.0 or a schedule shape).
+        weight_decay: $\lambda$, default 1e-2, >= 0.
+        eps: default 1e-8, >= 0.
+        s_init: the initial total scale $\sum_i s_i$ / n each, default 1e-6, > 0.
+        num_betas: $n$, the number of decays, default 6, an integer >= 1.
+
+    Returns:
+        A `GradientTransformation` whose `update` needs `params` (extra keyword arguments go to
+        the base optimizer); state [`MechanicState`][gradtx.contrib.MechanicState].
+
+    References:
+        Cutkosky, Defazio & Mehta, *Mechanic: A Learning Rate Tuner*, NeurIPS 2023
+        (arXiv:2306.00144).
+    """
+    owner = "mechanize"
+    if not (hasattr(base_optimizer, "init") and hasattr(base_optimizer, "update")):
+        raise TypeError(
+            f"{owner}: base_optimizer must be a GradientTransformation, got {type(base_optimizer).__name__}"
+        )
+    _v.check_real(owner, "weight_decay", weight_decay, low=0.0)
+    _v.check_real(owner, "eps", eps, low=0.0)
+    _v.check_real(owner, "s_init", s_init, low=0.0, low_inclusive=False)
+    _v.check_int(owner, "num_betas", num_betas, low=1)
+    base = with_extra_args_support(base_optimizer)
+
+    def init(params):
+        dtype = lowest_dtype(params)
+        return MechanicState(
+            base_optimizer_state=base.init(params),
+            count=jnp.zeros([], jnp.int32),
+            r=jnp.zeros([num_betas], dtype=dtype),
+            m=jnp.zeros([num_betas], dtype=dtype),
+            v=jnp.zeros([num_betas], dtype=dtype),
+            s=jnp.ones([num_betas], dtype=dtype) * s_init,
+            x0=params,
+        )
+
+    def update(updates, state, params=None, **extra_args):
+        params_required(owner, params)
+        count = safe_increment(state.count)
+        base_updates, base_state = base.update(updates, state.base_optimizer_state, params, **extra_args)
+        x0 = jax.lax.cond(state.count == 0, lambda: params, lambda: state.x0)
+        total = jnp.sum(state.s)
+        g_norm = jnp.sqrt(_sq_norm(updates))
+        x_norm = jnp.sqrt(_sq_norm(params))
+        decayed = jax.tree.map(lambda g, x: g + weight_decay * total * g_norm / (x_norm + eps) * x, updates, params)
+        delta_prev = jax.tree.map(lambda x, x0_: (x0_ - x) / (total + eps), params, x0)
+        delta = jax.tree.map(lambda d, u: d - u, delta_prev, base_updates)
+        h = vdot(decayed, delta_prev)
+        clipped = jax.lax.clamp(-state.m, jnp.ones_like(state.m) * h, state.m)
+        betas = jnp.array([1.0 - 0.1**i for i in range(1, num_betas + 1)], dtype=state.s.dtype)
+        m = jnp.maximum(betas * state.m, jnp.abs(h) + eps)
+        v = (betas**2) * state.v + h**2
+        r = betas * state.r + clipped * state.s
+        wealth = (s_init / num_betas) * m + jnp.maximum(0.0, r)
+        s = wealth / (jnp.sqrt(v) + eps)
+        new_params = jax.tree.map(lambda x0_, d: x0_ - jnp.sum(s) * d, x0, delta)
+        new_updates = jax.tree.map(lambda new, old: new - old, new_params, params)
+        return new_updates, MechanicState(base_state, count, r, m, v, s, x0)
 
     return GradientTransformation(init, update)
