@@ -88,6 +88,18 @@ PAGES = {
         "Euclidean projections onto convex sets, for projected gradient descent.",
         ("gradtx.projections",),
     ),
+    "perturbations.md": (
+        "Perturbations (`gradtx.perturbations`)",
+        "Differentiable Monte-Carlo smoothing of any function by random perturbations of its "
+        "input (optax's `optax.perturbations`, same samples for the same key).",
+        ("gradtx.perturbations",),
+    ),
+    "assignment.md": (
+        "Assignment (`gradtx.assignment`)",
+        "The Hungarian algorithm for the linear assignment problem, in JAX "
+        "(optax's `optax.assignment`, same assignments).",
+        ("gradtx.assignment",),
+    ),
     "numerics.md": (
         "Numerics and testing utilities",
         "Helpers shared by the transformations and optax's numerically safe functions "
@@ -144,7 +156,7 @@ EXTRA = {"gradtx.curvature.data": ["gradtx.curvature.data.as_args"]}
 # names exported from a sub-package namespace rather than the top level
 NAMESPACES = (
     "curvature", "second_order", "numerics", "fusion", "contrib", "microbatching", "tree", "tree_utils",
-    "projections",
+    "projections", "perturbations", "assignment",
 )
 # namespaces of re-exported functions: their names are placed under the namespace, not the defining module
 PLACED_BY_NAMESPACE = ("tree", "tree_utils")

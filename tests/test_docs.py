@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 NAMESPACES = (  # public sub-namespaces of gradtx
     "curvature", "second_order", "numerics", "fusion", "contrib", "microbatching", "tree", "tree_utils", "projections",
-    "losses",
+    "perturbations", "assignment", "losses",
 )
 
 
