@@ -2,7 +2,7 @@ r"""Research moment-based optimizers of `optax.contrib`: ADOPT, AdEMAMix, simpli
 MADGRAD, ACProp, Sophia and GaLore.
 
 Each alias is the chain optax builds (so the state layout is optax's), exported from
-[`gradtx.contrib`][gradtx.contrib] only.
+`gradtx.contrib` only.
 """
 
 from collections.abc import Callable

@@ -1,6 +1,6 @@
 r"""GaLore of `optax.contrib`: a base optimizer run on low-rank projections of the gradients.
 
-Exported from [`gradtx.contrib`][gradtx.contrib] only, as in optax, with optax 0.2.8's state
+Exported from `gradtx.contrib` only, as in optax, with optax 0.2.8's state
 (`GaLoreState(count, base_optimizer_state, projector)`) and numbers: the projector comes from
 the same float32 SVD and the base optimizer (gradtx's `scale_by_adam` by default) is optax's
 bit for bit.

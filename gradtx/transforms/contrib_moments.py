@@ -1,7 +1,7 @@
 r"""Research moment-based rescalings of `optax.contrib`: ADOPT, AdEMAMix (and its simplified
 form), MADGRAD and AdaBelief's `ACProp` variant.
 
-These are exported from [`gradtx.contrib`][gradtx.contrib] only, as optax keeps them in
+These are exported from `gradtx.contrib` only, as optax keeps them in
 `optax.contrib`. Their numbers equal optax 0.2.8's bit for bit for float32 inputs under
 `jax.jit`, and their states are optax's classes (names and fields): ADOPT keeps
 `ScaleByAdamState`, ACProp keeps `ScaleByBeliefState`.

@@ -1,7 +1,7 @@
 r"""Sophia and its Hutchinson Hessian-diagonal estimator, gradient normalisation and the
 real/imaginary splitting wrapper of `optax.contrib`.
 
-Exported from [`gradtx.contrib`][gradtx.contrib] only, as in optax. Numbers and states are
+Exported from `gradtx.contrib` only, as in optax. Numbers and states are
 optax 0.2.8's (the Hutchinson probes are drawn from the same keys, leaf by leaf, so Sophia's
 trajectory equals optax's bit for bit).
 
