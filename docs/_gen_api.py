@@ -100,6 +100,13 @@ PAGES = {
         "(optax's `optax.assignment`, same assignments).",
         ("gradtx.assignment",),
     ),
+    "losses.md": (
+        "Losses (`gradtx.losses`)",
+        "optax's loss functions (`optax.losses`) with the same names, arguments and numbers; "
+        "plain functions of arrays, most returning one loss per example. The most used are also "
+        "at the top level (`gradtx.softmax_cross_entropy`, ...), as in optax.",
+        ("gradtx.losses",),
+    ),
     "numerics.md": (
         "Numerics and testing utilities",
         "Helpers shared by the transformations and optax's numerically safe functions "
@@ -146,6 +153,9 @@ MODULE_ORDER = [
     "gradtx.second_order.saddle", "gradtx.second_order.newton_cg",
     "gradtx.fusion", "gradtx.numerics", "gradtx.linalg", "gradtx.gradcheck",
     "gradtx.tree", "gradtx.tree_utils", "gradtx.projections",
+    "gradtx.losses.classification", "gradtx.losses.smoothing", "gradtx.losses.regression", "gradtx.losses.kl",
+    "gradtx.losses.fenchel_young", "gradtx.losses.ranking", "gradtx.losses.self_supervised",
+    "gradtx.losses.segmentation", "gradtx.losses.ctc",
 ]
 
 GRIFFE = None  # the package as griffe sees it (loaded in main)
@@ -156,7 +166,7 @@ EXTRA = {"gradtx.curvature.data": ["gradtx.curvature.data.as_args"]}
 # names exported from a sub-package namespace rather than the top level
 NAMESPACES = (
     "curvature", "second_order", "numerics", "fusion", "contrib", "microbatching", "tree", "tree_utils",
-    "projections", "perturbations", "assignment",
+    "projections", "perturbations", "assignment", "losses",
 )
 # namespaces of re-exported functions: their names are placed under the namespace, not the defining module
 PLACED_BY_NAMESPACE = ("tree", "tree_utils")

@@ -24,9 +24,7 @@ def sigmoid_binary_cross_entropy(logits: Any, labels: Any) -> jax.Array:
     r"""Element-wise binary cross-entropy of independent sigmoid predictions.
 
     $$
-
     \ell(x, y) = -y \log \sigma(x) - (1 - y) \log \sigma(-x),
-
     $$
 
     computed with `log_sigmoid` on both sides, so it stays finite for any finite logit. Each
@@ -55,9 +53,7 @@ def sigmoid_focal_loss(logits: Any, labels: Any, *, alpha: Any = None, gamma: An
     With $p = \sigma(x)$, $p_t = y p + (1 - y)(1 - p)$ and $\alpha_t = y\alpha + (1 - y)(1 - \alpha)$,
 
     $$
-
     \ell(x, y) = \alpha_t \, (1 - p_t)^{\gamma} \, \mathrm{BCE}(x, y),
-
     $$
 
     where $\log(1 - p_t)$ is computed as a weighted log-sum-exp of $\log\sigma(x)$ and
@@ -115,9 +111,7 @@ def safe_softmax_cross_entropy(logits: Any, labels: Any) -> jax.Array:
     r"""Softmax cross-entropy over the last axis that treats $0 \cdot \log 0$ as 0.
 
     $$
-
     \ell(x, y) = -\sum_j y_j \log \mathrm{softmax}(x)_j ,
-
     $$
 
     like [`softmax_cross_entropy`][gradtx.losses.softmax_cross_entropy], but a class with logit
@@ -139,9 +133,7 @@ def softmax_cross_entropy(logits: Any, labels: Any, axis: Axis = -1, where: Any 
     r"""Cross-entropy between target distributions and the softmax of the logits.
 
     $$
-
     \ell(x, y) = -\sum_j y_j \log \frac{e^{x_j}}{\sum_k e^{x_k}} ,
-
     $$
 
     the sums running over `axis`. Also known as categorical cross-entropy.
@@ -177,9 +169,7 @@ def softmax_cross_entropy_with_integer_labels(
     r"""Softmax cross-entropy with the correct class given as an integer index.
 
     $$
-
     \ell(x, c) = \log \sum_k e^{x_k} - x_c ,
-
     $$
 
     which equals [`softmax_cross_entropy`][gradtx.losses.softmax_cross_entropy] with one-hot
@@ -233,9 +223,7 @@ def poly_loss_cross_entropy(
     With $p = \mathrm{softmax}(x)$,
 
     $$
-
     \ell(x, y) = \mathrm{CE}(x, y) + \epsilon \sum_j y_j (1 - p_j) .
-
     $$
 
     Args:

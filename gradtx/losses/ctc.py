@@ -26,10 +26,8 @@ def ctc_loss_with_forward_probs(
     the forward recursion over time in log space. The auxiliary outputs are
 
     $$
-
     \alpha_\phi(t, n) = \log p(\pi_{1:t} \text{ ends in a blank after } y_{1:n}), \qquad
     \alpha_y(t, n) = \log p(\pi_{1:t} \text{ ends in } y_n),
-
     $$
 
     with `log_epsilon` standing for $\log 0$ (a repeated label needs a blank between its copies).

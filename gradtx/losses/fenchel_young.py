@@ -16,9 +16,7 @@ def make_fenchel_young_loss(max_fun: Callable[..., Any]) -> Callable[..., jax.Ar
     cross-entropy up to the targets' entropy),
 
     $$
-
     \ell(\theta, y) = \Omega^*(\theta) - \langle y, \theta \rangle,
-
     $$
 
     applied over the last axis (leading axes are batch axes).
@@ -54,9 +52,7 @@ def sparsemax_loss(logits: Any, labels: Any) -> jax.Array:
     r"""Binary sparsemax loss, zero exactly when `jax.nn.sparse_sigmoid(logits) == labels`.
 
     $$
-
     \ell(x, y) = \mathrm{sparse\_plus}(\pm x), \quad -x \text{ for } y = 1,\ x \text{ for } y = 0 .
-
     $$
 
     Args:
@@ -106,9 +102,7 @@ def multiclass_sparsemax_loss(scores: Any, labels: Any) -> jax.Array:
     and correct class $c$,
 
     $$
-
     \ell(s, c) = \sum_k p_k (s_k - s_c) + \tfrac12 \left(1 - \|p\|^2\right).
-
     $$
 
     Args:

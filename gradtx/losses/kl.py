@@ -13,9 +13,7 @@ def kl_divergence(log_predictions: Any, targets: Any, axis: Axis = -1, where: An
     r"""Kullback-Leibler divergence of the predictions from the targets.
 
     $$
-
     \mathrm{KL}(t \,\|\, p) = \sum_j t_j \left(\log t_j - \log p_j\right),
-
     $$
 
     with $0 \log 0 = 0$ (a zero target contributes nothing).
@@ -43,9 +41,7 @@ def kl_divergence_with_log_targets(
     r"""Kullback-Leibler divergence with the targets also given as log-probabilities.
 
     $$
-
     \mathrm{KL}(t \,\|\, p) = \sum_j e^{\log t_j} \left(\log t_j - \log p_j\right).
-
     $$
 
     Args:
@@ -68,9 +64,7 @@ def generalized_kl_divergence(
     r"""Kullback-Leibler divergence extended to unnormalised non-negative measures.
 
     $$
-
     D(t \,\|\, p) = \sum_j t_j \left(\log t_j - \log p_j\right) + \sum_j (p_j - t_j),
-
     $$
 
     the Bregman divergence of $f(x) = x \log x - x$; it equals

@@ -33,9 +33,7 @@ def ranking_softmax_loss(
     For a list of scores $s$ with relevance labels $y$ (and optional per-item weights $w$),
 
     $$
-
     \ell(s, y) = -\sum_i w_i y_i \log \frac{e^{s_i}}{\sum_j e^{s_j}} .
-
     $$
 
     Items outside `where` get logit $-\infty$ and label 0 (they take no part in the softmax).

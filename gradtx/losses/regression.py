@@ -48,10 +48,8 @@ def huber_loss(predictions: Any, targets: Any = None, *, delta: Any = 1.0) -> ja
     With $e = |p - t|$, $q = \min(e, \delta)$,
 
     $$
-
     \ell(p, t) = \tfrac12 q^2 + \delta\,(e - q)
     = \begin{cases} \tfrac12 e^2 & e \le \delta \\ \delta e - \tfrac12 \delta^2 & e > \delta \end{cases}
-
     $$
 
     Args:
@@ -98,9 +96,7 @@ def cosine_similarity(
     r"""Cosine of the angle between predictions and targets along `axis`.
 
     $$
-
     \cos(p, t) = \frac{p}{\sqrt{\max(\|p\|^2, \epsilon)}} \cdot \frac{t}{\sqrt{\max(\|t\|^2, \epsilon)}} .
-
     $$
 
     Args:

@@ -36,9 +36,7 @@ def dice_loss(
     over the spatial axes, $I = \sum p t$, $P = \sum p$, $T = \sum t$ and smoothing $s$,
 
     $$
-
     \ell = 1 - \frac{I + s}{I + \alpha (P - I) + \beta (T - I) + s},
-
     $$
 
     the Dice loss for $\alpha = \beta = \tfrac12$; then weighted by class, and reduced over the

@@ -17,9 +17,7 @@ def ntxent(embeddings: Any, labels: Any, temperature: Any = 0.07) -> jax.Array:
     $N(i)$ those with another label, the loss averages over every positive pair $(i, j)$
 
     $$
-
     -\log \frac{e^{z_{ij}}}{e^{z_{ij}} + \sum_{k \in N(i)} e^{z_{ik}}} .
-
     $$
 
     Args:
@@ -73,9 +71,7 @@ def triplet_margin_loss(
     With $d(a, b) = \left(\sum (a - b)^q + \varepsilon\right)^{1/q}$ along `axis`,
 
     $$
-
     \ell(a, p, n) = \max\left(d(a, p) - d(a, n) + m,\ 0\right).
-
     $$
 
     Args:

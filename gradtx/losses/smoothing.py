@@ -14,9 +14,7 @@ def smooth_labels(labels: Any, alpha: Any, *, axis: Axis = -1, where: Any = None
     With $K$ classes along `axis` (or the number of included classes when `where` is given),
 
     $$
-
     \tilde y = (1 - \alpha)\, y + \frac{\alpha}{K} .
-
     $$
 
     Args:
