@@ -24,6 +24,7 @@ FACTORIES = {
     "simplified_ademamix": lambda: contrib.simplified_ademamix(2e-3, b1=0.9, alpha=1.0),
     "madgrad": lambda: contrib.madgrad(5e-2),
     "acprop": lambda: contrib.acprop(5e-2),
+    "galore": lambda: contrib.galore(5e-2, rank=2, update_proj_gap=20),
 }
 ITEMS = list(FACTORIES.items())
 IDS = list(FACTORIES)
@@ -31,6 +32,9 @@ NAMES = [
     "adopt", "scale_by_adopt", "ademamix", "scale_by_ademamix", "ScaleByAdemamixState",
     "simplified_ademamix", "scale_by_simplified_ademamix", "ScaleBySimplifiedAdEMAMixState",
     "madgrad", "scale_by_madgrad", "MadgradState", "acprop", "scale_by_acprop",
+    "normalize", "NormalizeState", "split_real_and_imaginary", "SplitRealAndImaginaryState",
+    "sophia", "SophiaState", "hutchinson_estimator_diag_hessian", "HutchinsonState",
+    "galore", "scale_by_galore", "GaLoreState", "GaLoreDimensionNumbers",
 ]
 
 
@@ -64,8 +68,8 @@ def test_jit_equals_eager_compiles_once_and_keeps_bfloat16(name, make):
 def test_runs_under_inject_hyperparams(name):
     factory = getattr(contrib, name)
     # a callable argument is taken for a schedule by inject_hyperparams (as in optax): ADOPT's
-    # clip_value_fn must be declared static
-    static = ("clip_value_fn",) if name == "adopt" else ()
+    # clip_value_fn must be declared static, and GaLore's shapes (rank, update_proj_gap) too
+    static = {"adopt": ("clip_value_fn",), "galore": ("rank", "update_proj_gap")}.get(name, ())
     injected = gradtx.inject_hyperparams(factory, static_args=static)(learning_rate=3e-2)
     assert "learning_rate" in injected.init(_parabola_start()).hyperparams
     plain, _ = _steps(factory(3e-2), _parabola_start(), 3, jit=True)
