@@ -124,7 +124,7 @@ def hungarian_algorithm(cost_matrix: jax.Array) -> tuple[jax.Array, jax.Array]:
 
         cost = jnp.array([[8, 4, 7], [5, 2, 3], [9, 6, 7], [9, 4, 8]])
         i, j = hungarian_algorithm(cost)
-        cost[i, j].sum()  # 15: rows 3, 1, 0 -> columns 1, 2, 0
+        i, j  # [1, 3, 0], [2, 1, 0]: rows 1, 3, 0 -> columns 2, 1, 0, cost 15
         ```
 
     References:
