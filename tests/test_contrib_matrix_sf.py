@@ -368,3 +368,17 @@ def _run_sharded(tx, params, state):
         return gradtx.apply_updates(p, u), s
 
     return step(params, state)[1]
+
+
+def test_scale_by_muon_default_dimension_numbers_on_a_tree():
+    # None means "every leaf is a matrix": optax 0.2.8 runs it on a single array only; gradtx
+    # gives the same numbers there and also accepts a tree of matrices
+    g = jax.random.normal(jax.random.key(5), (4, 6))
+    ours, theirs = contrib.scale_by_muon(), optax.contrib.scale_by_muon()
+    u, _ = jax.jit(ours.update)(g, ours.init(g))
+    v, _ = jax.jit(theirs.update)(g, theirs.init(g))
+    np.testing.assert_array_equal(u, v)
+    tree = {"a": g, "b": 2 * g}
+    ut, _ = jax.jit(ours.update)(tree, ours.init(tree))
+    np.testing.assert_allclose(ut["a"], u, rtol=1e-5, atol=1e-6)  # another program: ulps may differ
+    np.testing.assert_allclose(ut["b"], u, rtol=1e-5, atol=1e-6)  # orthogonalisation is scale-free

@@ -170,7 +170,15 @@ def orthogonalize(
 
 
 def resolve(dim_nums: Any, updates: Any) -> Any:
-    return dim_nums(updates) if callable(dim_nums) else dim_nums
+    """The tree of dimension numbers for `updates`; None means a plain matrix at every leaf.
+
+    (optax documents None so but, for a tree of several leaves, fails to map it; gradtx gives
+    every leaf the default `MuonDimensionNumbers()`: the same numbers wherever optax runs.)
+    """
+    resolved = dim_nums(updates) if callable(dim_nums) else dim_nums
+    if resolved is None:
+        return jax.tree.map(lambda _: MuonDimensionNumbers(), updates)
+    return resolved
 
 
 def check_ns(owner: str, ns_coeffs: Any, ns_steps: Any, preconditioning: Any) -> None:
@@ -227,7 +235,8 @@ def scale_by_muon(
             `"spectral"`, `"aol"` (Almost-Orthogonal-Layer rescaling in the first step) or
             `"schatten"` (Schatten-4 norm in the first step).
         weight_dimension_numbers: a tree of `MuonDimensionNumbers` matching the params (or a
-            function of the updates returning one); None (default) means every leaf is a matrix.
+            function of the updates returning one); None (default) means every leaf is a matrix
+            (optax 0.2.8 accepts None only for a single array; gradtx also for a tree).
 
     Returns:
         A `GradientTransformation` with state `MuonState(count, mu, ns_coeffs)`.
