@@ -16,6 +16,7 @@ from gradtx.optimizers.contrib_moments import (
     sophia,
 )
 from gradtx.optimizers.lr_free import DAdaptAdamWState, ProdigyState, cocob, dadapt_adamw, dog, dowg, prodigy
+from gradtx.optimizers.momo import MomoAdamState, MomoState, momo, momo_adam
 from gradtx.optimizers.muon import muon
 from gradtx.optimizers.privacy import dpsgd
 from gradtx.optimizers.schedule_free import schedule_free_adamw, schedule_free_sgd
@@ -64,6 +65,8 @@ __all__ = [
     "HutchinsonState",
     "MadgradState",
     "MechanicState",
+    "MomoAdamState",
+    "MomoState",
     "MuonDimensionNumbers",
     "MuonState",
     "NormalizeState",
@@ -88,6 +91,8 @@ __all__ = [
     "hutchinson_estimator_diag_hessian",
     "madgrad",
     "mechanize",
+    "momo",
+    "momo_adam",
     "muon",
     "normalize",
     "prodigy",

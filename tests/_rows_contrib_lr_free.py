@@ -1,16 +1,62 @@
 """Learning-rate-free optimizers of `optax.contrib`: bit-for-bit rows and invalid arguments.
 
-Prodigy, D-Adaptation AdamW, DoG, DoWG, COCOB and Mechanic (`gradtx.optimizers.lr_free`,
-`gradtx.transforms.lr_free`). They are exported from
-`gradtx.contrib` only (as in optax), so `OPTIMIZERS` stays empty: the contract test looks its
-names up at gradtx's top level. `tests/test_contrib_lr_free.py` checks their contract properties.
+Prodigy, D-Adaptation AdamW, DoG, DoWG, COCOB, Mechanic and MoMo (`gradtx.optimizers.lr_free`,
+`gradtx.transforms.lr_free`, `gradtx.optimizers.momo`). They are exported from `gradtx.contrib` only (as in optax), so `OPTIMIZERS` stays empty: the contract test looks its
+names up at gradtx's top level.
+
+MoMo needs `update(..., value=f)`, which the table's `run` does not pass: `_with_value` hands it the
+value of a fixed function of the params (the same on both sides), as `tests/_rows_sign_free.py`
+does for Polyak's step. `tests/test_contrib_lr_free.py` checks their contract properties.
 """
 
+from typing import Any
+
+import jax
+import jax.numpy as jnp
 from _bitwise import decay_mask, same, sparse_grads
 
 import gradtx
 
+
+def _value(params: Any) -> jax.Array:
+    # a double-well energy plus an offset (as tests/_rows_sign_free.py)
+    return 4.0 + sum(jnp.sum(x * x * (0.25 * x * x - 0.5)) for x in jax.tree.leaves(params))
+
+
+def _with_value(m: Any, tx: Any) -> Any:
+    """`tx` whose `update` receives `value=_value(params)` (the table's `run` passes none)."""
+
+    def update(updates, state, params=None):
+        return tx.update(updates, state, params, value=_value(params))
+
+    return m.GradientTransformation(tx.init, update)
+
+
 ROWS = [
+    same("contrib_momo", lambda m: _with_value(m, m.contrib.momo())),
+    same(
+        "contrib_momo_options",
+        lambda m: _with_value(
+            m,
+            m.contrib.momo(
+                m.linear_schedule(1.0, 0.1, 20), beta=0.8, lower_bound=1.0, weight_decay=0.01,
+                adapt_lower_bound=True,
+            ),
+        ),
+        grads=sparse_grads,
+    ),
+    same("contrib_momo_adam", lambda m: _with_value(m, m.contrib.momo_adam())),
+    same(
+        "contrib_momo_adam_options",
+        lambda m: _with_value(
+            m,
+            m.contrib.momo_adam(
+                m.linear_schedule(0.1, 0.01, 20), b1=0.8, b2=0.99, eps=1e-6, lower_bound=1.0,
+                weight_decay=0.01, adapt_lower_bound=True,
+            ),
+        ),
+        grads=sparse_grads,
+    ),
     same("contrib_prodigy", lambda m: m.contrib.prodigy()),
     same(
         "contrib_prodigy_options",
@@ -97,6 +143,16 @@ INVALID = [
     (_c.cocob, {"weight_decay": -1.0}, "weight_decay"),
     (_c.scale_by_cocob, {"alpha": -1.0}, "alpha"),
     (_c.scale_by_cocob, {"eps": -1.0}, "eps"),
+    (_c.momo, {"learning_rate": -1.0}, "learning_rate"),
+    (_c.momo, {"beta": 1.0}, "beta"),
+    (_c.momo, {"lower_bound": float("nan")}, "lower_bound"),
+    (_c.momo, {"weight_decay": -1.0}, "weight_decay"),
+    (_c.momo, {"adapt_lower_bound": "yes"}, "adapt_lower_bound"),
+    (_c.momo_adam, {"learning_rate": -1.0}, "learning_rate"),
+    (_c.momo_adam, {"b1": -0.1}, "b1"),
+    (_c.momo_adam, {"b2": 1.5}, "b2"),
+    (_c.momo_adam, {"eps": -1.0}, "eps"),
+    (_c.momo_adam, {"weight_decay": -1.0}, "weight_decay"),
     (_c.mechanize, {"base_optimizer": 1.0}, "base_optimizer"),
     (_c.mechanize, {"base_optimizer": gradtx.sgd(1.0), "weight_decay": -1.0}, "weight_decay"),
     (_c.mechanize, {"base_optimizer": gradtx.sgd(1.0), "eps": -1.0}, "eps"),

@@ -26,6 +26,8 @@ FACTORIES = {
     "dowg": lambda: contrib.dowg(),
     "cocob": lambda: contrib.cocob(),
     "mechanize": lambda: contrib.mechanize(gradtx.sgd(0.1)),
+    "momo": lambda: contrib.momo(),
+    "momo_adam": lambda: contrib.momo_adam(),
 }
 # numeric hyper-parameters to inject (the others are static)
 INJECT = {
@@ -35,13 +37,15 @@ INJECT = {
     "dowg": {"learning_rate": 0.5, "init_estim_sq_dist": 1e-3},
     "cocob": {"alpha": 50.0, "eps": 1e-7},
     "mechanize": {"base_optimizer": gradtx.sgd(0.1), "weight_decay": 1e-3, "s_init": 1e-4},
+    "momo": {"learning_rate": 0.5, "beta": 0.8, "lower_bound": -0.1},
+    "momo_adam": {"learning_rate": 0.1, "b1": 0.8, "eps": 1e-7},
 }
 ITEMS = list(FACTORIES.items())
 IDS = list(FACTORIES)
 
 
 def test_exported_from_contrib_only():
-    for name in (*FACTORIES, "ProdigyState", "DAdaptAdamWState", "DoGState", "DoWGState", "COCOBState", "MechanicState",
+    for name in (*FACTORIES, "ProdigyState", "DAdaptAdamWState", "DoGState", "DoWGState", "COCOBState", "MechanicState", "MomoState", "MomoAdamState",
                  "scale_by_cocob"):
         assert name in contrib.__all__
         assert not hasattr(gradtx, name)
@@ -94,8 +98,8 @@ def test_state_keeps_the_params_sharding(name, make):
 
     @jax.jit
     def step(params, state):
-        grad = jax.grad(lambda p: jnp.sum(p["w"] ** 2) + jnp.sum(p["b"] ** 2))(params)
-        updates, state = tx.update(grad, state, params)
+        value, grad = jax.value_and_grad(lambda p: jnp.sum(p["w"] ** 2) + jnp.sum(p["b"] ** 2))(params)
+        updates, state = tx.update(grad, state, params, value=value)
         return gradtx.apply_updates(params, updates), state
 
     state = tx.init(params)
@@ -114,7 +118,7 @@ def test_state_keeps_the_params_sharding(name, make):
 def test_update_needs_params(name):
     tx = FACTORIES[name]()
     with pytest.raises(ValueError, match="params"):
-        tx.update(jnp.ones(3), tx.init(jnp.zeros(3)))
+        tx.update(jnp.ones(3), tx.init(jnp.zeros(3)), value=1.0)
 
 
 def _prodigy_by_hand(x, grads, b1=0.9, b2=0.999, d0=1e-6, eps=1e-8):
@@ -245,3 +249,41 @@ def test_mechanize_first_steps_by_hand():
     r = 1e-8 * 1e-3 / 4  # clip(h, -m_old, m_old) * s_old, m_old = 1e-8
     s = (1e-3 / 4 * m + r) / (abs(h) + 1e-8)
     np.testing.assert_allclose(state.s, s, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["momo", "momo_adam"])
+def test_momo_needs_a_scalar_value(name):
+    tx = getattr(contrib, name)()
+    x = jnp.ones(3)
+    with pytest.raises(ValueError, match="value"):
+        tx.update(jnp.ones(3), tx.init(x), x)
+    with pytest.raises(TypeError, match="scalar"):
+        tx.update(jnp.ones(3), tx.init(x), x, value=jnp.ones(2))
+
+
+def test_momo_first_step_is_polyak():
+    # f = ||x||^2 at x = (1, 2): f = 5, g = (2, 4). Step 1 (no averaging yet):
+    # tau = min(lr, (f - f* - <g, x> + <g, x>) / ||g||^2) = 5 / 20
+    x = jnp.array([1.0, 2.0])
+    value, g = 5.0, jnp.array([2.0, 4.0])
+    u, state = contrib.momo().update(g, contrib.momo().init(x), x, value=value)
+    np.testing.assert_allclose(u, -0.25 * g, rtol=1e-6)
+    # capped by the learning rate, shrunk by the weight decay a*l / (1 + a*l)
+    u, _ = contrib.momo(0.1, weight_decay=1.0).update(g, state._replace(count=jnp.zeros([], jnp.int32)), x, value=value)
+    np.testing.assert_allclose(u, -(0.1 / 1.1) * x - 0.1 * g, rtol=1e-6)
+    # a lower bound f* = 3 shortens it: (5 - 3) / 20
+    tx = contrib.momo(lower_bound=3.0)
+    np.testing.assert_allclose(tx.update(g, tx.init(x), x, value=value)[0], -0.1 * g, rtol=1e-6)
+
+
+def test_momo_adam_first_step_by_hand():
+    # step 1: m = 0.1 g, D = eps + |g|, ||m||_D^2 = 0.01 ||g||_1 (eps aside), c1 = 0.1:
+    # tau = min(lr / 0.1, 0.1 f / (0.01 ||g||_1)) and u = -tau * 0.1 * sign(g)
+    x = jnp.array([1.0, 2.0])
+    value, g = 5.0, jnp.array([2.0, -4.0])
+    tx = contrib.momo_adam(learning_rate=10.0, eps=0.0)
+    u, _ = tx.update(g, tx.init(x), x, value=value)
+    np.testing.assert_allclose(u, -(5.0 / 6.0) * np.sign(g), rtol=1e-5)
+    tx = contrib.momo_adam(eps=0.0)  # lr 1e-2: the cap lr / c1 = 0.1 binds
+    u, _ = tx.update(g, tx.init(x), x, value=value)
+    np.testing.assert_allclose(u, -0.01 * np.sign(g), rtol=1e-5)
