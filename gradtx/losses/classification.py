@@ -152,8 +152,8 @@ def softmax_cross_entropy(logits: Any, labels: Any, axis: Axis = -1, where: Any 
         >>> import jax.numpy as jnp, gradtx
         >>> logits = jnp.array([[1.2, -0.8, -0.5], [0.9, -1.2, 1.1]])
         >>> labels = jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-        >>> gradtx.losses.softmax_cross_entropy(logits, labels).round(4)
-        Array([0.2761, 2.9518], dtype=float32)
+        >>> [round(float(v), 4) for v in gradtx.losses.softmax_cross_entropy(logits, labels)]
+        [0.2761, 2.9518]
 
     Reference: [Cross-entropy](https://en.wikipedia.org/wiki/Cross-entropy), Wikipedia.
     """

@@ -31,8 +31,8 @@ def make_fenchel_young_loss(max_fun: Callable[..., Any]) -> Callable[..., jax.Ar
     Example:
         >>> import jax, jax.numpy as jnp, gradtx
         >>> loss = gradtx.losses.make_fenchel_young_loss(jax.nn.logsumexp)
-        >>> float(loss(jnp.zeros(2), jnp.array([1.0, 0.0])))  # log 2
-        0.6931471...
+        >>> round(float(loss(jnp.zeros(2), jnp.array([1.0, 0.0]))), 4)  # log 2
+        0.6931
 
     Reference: Blondel, Martins and Niculae, [Learning with Fenchel-Young
     Losses](https://arxiv.org/abs/1901.02324), JMLR (2020).
