@@ -336,3 +336,27 @@ def test_galore_dimension_numbers_and_errors():
         steps=10,
     )
     assert _bits(ours) == _bits(theirs)
+
+
+def test_sophia_contract_jit_equals_eager_compiles_once_keeps_bfloat16_and_converges():
+    def run(tx, params, n, jit):
+        def step(p, s):
+            u, s = tx.update(jax.grad(_quartic)(p), s, p, obj_fn=_quartic)
+            return gradtx.apply_updates(p, u), s
+
+        step = jax.jit(step) if jit else step
+        s = tx.init(params)
+        for _ in range(n):
+            params, s = step(params, s)
+        return params, step
+
+    start = {"w": jnp.zeros((3, 4)), "b": jnp.full(5, 2.0, jnp.float32)}
+    eager, _ = run(contrib.sophia(5e-2, update_interval=2), start, 4, jit=False)
+    jitted, step = run(contrib.sophia(5e-2, update_interval=2), start, 4, jit=True)
+    for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(jitted), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert step._cache_size() == 1
+    low, _ = run(contrib.sophia(5e-2), jax.tree.map(lambda x: x.astype(jnp.bfloat16), start), 2, jit=True)
+    assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(low))
+    end, _ = run(contrib.sophia(5e-2, update_interval=2), start, 200, jit=True)
+    assert float(_quartic(end)) < 0.2 * float(_quartic(start))
