@@ -222,12 +222,14 @@ def test_muon_jit_equals_eager_and_descends():
 
     jstep = jax.jit(step)
     p, s, pj, sj = p0, tx.init(p0), p0, tx.init(p0)
-    for _ in range(40):
+    for _ in range(3):  # eager Muon is slow: three steps side by side
         p, s = step(p, s)
         pj, sj = jstep(pj, sj)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), p, pj)
+    for _ in range(37):
+        pj, sj = jstep(pj, sj)
     assert jstep._cache_size() == 1
-    assert loss(p) < 0.5 * loss(p0)
+    assert loss(pj) < 0.5 * loss(p0)
 
 
 # --------------------------------------------------------------------------------------------
