@@ -121,7 +121,8 @@ PAGES = {
         "with the same names, arguments, states and numbers: `import gradtx as optax` keeps "
         "`optax.contrib.<name>` working.",
         ("gradtx.transforms.contrib_moments", "gradtx.optimizers.contrib_moments", "gradtx.transforms.contrib_sophia", "gradtx.transforms.contrib_galore", "gradtx.transforms.schedule_free", "gradtx.optimizers.schedule_free",
-         "gradtx.transforms.muon", "gradtx.optimizers.muon", "gradtx.transforms.sam"),
+         "gradtx.transforms.muon", "gradtx.optimizers.muon", "gradtx.transforms.sam",
+         "gradtx.transforms.lr_free", "gradtx.optimizers.lr_free", "gradtx.optimizers.momo"),
     ),
 }
 

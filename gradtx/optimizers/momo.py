@@ -39,7 +39,7 @@ def _check_common(owner: str, learning_rate: Any, lower_bound: Any, weight_decay
 
 
 class MomoState(NamedTuple):
-    """State of [`momo`][gradtx.contrib.momo] (optax's `MomoState`).
+    r"""State of [`momo`][gradtx.contrib.momo] (optax's `MomoState`).
 
     `exp_avg`: the momentum $d_t$; `barf`: the averaged values $\bar f_t$; `gamma`: the
     averaged $\\langle g, x\rangle$, $\\gamma_t$; `lb`: the lower bound $f_*$; `count` (int32).

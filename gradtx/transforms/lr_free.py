@@ -163,7 +163,7 @@ def scale_by_dog(init_step: tuple[str, jax.typing.ArrayLike], eps: jax.typing.Ar
 
 
 class DoWGState(NamedTuple):
-    """State of `scale_by_dowg` (optax's `DoWGState`).
+    r"""State of `scale_by_dowg` (optax's `DoWGState`).
 
     `init_params`: the initial params $x_0$; `weighted_sq_norm_grads`: $v_t$;
     `estim_sq_dist`: $\bar r_t^2$ (scalars in the params' dtype).
@@ -225,7 +225,7 @@ def scale_by_dowg(
 
 
 class COCOBState(NamedTuple):
-    """State of [`scale_by_cocob`][gradtx.contrib.scale_by_cocob] (optax's `COCOBState`).
+    r"""State of [`scale_by_cocob`][gradtx.contrib.scale_by_cocob] (optax's `COCOBState`).
 
     Per params leaf: `init_particles` $x_0$, `cumulative_gradients` $\theta_t = -\\sum g$,
     `scale` $L_t$, `subgradients` $G_t = \\sum |g|$ and `reward` $R_t$.
