@@ -205,6 +205,11 @@ CASES: list[Case] = [
         (CTC_LOGITS, CTC_LOGIT_PADS, np.array([[1, 1, 2], [0, 2, 0]], np.int32), CTC_LABEL_PADS),
         {"blank_id": 3, "log_epsilon": -1e4},
     ),
+    # bfloat16 inputs: same dtype out, same bits
+    ("softmax_cross_entropy", "bf16", (normal(4, 5).astype(jnp.bfloat16), probs(4, 5).astype(jnp.bfloat16)), {}),
+    ("softmax_cross_entropy_with_integer_labels", "bf16", (normal(4, 5).astype(jnp.bfloat16), ints(5, 4)), {}),
+    ("sigmoid_binary_cross_entropy", "bf16", (normal(4, 5).astype(jnp.bfloat16), uniform(4, 5)), {}),
+    ("huber_loss", "bf16", ((3 * normal(4, 3)).astype(jnp.bfloat16),), {"delta": 0.5}),
     ("ctc_loss_with_forward_probs", "default", (CTC_LOGITS, CTC_LOGIT_PADS, CTC_LABELS, CTC_LABEL_PADS), {}),
 ]
 
