@@ -132,6 +132,8 @@ def scale_by_backtracking_linesearch(
     _v.check_bool(owner, "verbose", verbose)
 
     def init(params: Params) -> ScaleByBacktrackingLinesearchState:
+        if store_grad:  # the state keeps the gradient, in the params' dtypes
+            _v.check_state_params(owner, params)
         dtype = _c.real_dtype(params)
         return ScaleByBacktrackingLinesearchState(
             learning_rate=jnp.array(1.0, dtype=dtype),

@@ -84,8 +84,14 @@ def squared_norm(tree: Any) -> jax.Array:
 
 
 def real_dtype(params: Params) -> Any:
-    """The real dtype of the first params leaf: the dtype of values and step sizes."""
-    return jnp.real(jnp.empty((), jnp.result_type(jax.tree.leaves(params)[0]))).dtype
+    """The real dtype of the first params leaf: the dtype of values and step sizes.
+
+    JAX's default float for an integer or boolean leaf (an `inf` initial value fits no integer).
+    """
+    dtype = jnp.result_type(jax.tree.leaves(params)[0])
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        dtype = jnp.result_type(float)
+    return jnp.real(jnp.empty((), dtype)).dtype
 
 
 def strong(x: Any) -> jax.Array:

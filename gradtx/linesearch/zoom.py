@@ -406,6 +406,7 @@ def scale_by_zoom_linesearch(
     )
 
     def init(params: Params) -> ScaleByZoomLinesearchState:
+        _v.check_state_params(owner, params)  # the state keeps the gradient, in the params' dtypes
         dtype = _c.real_dtype(params)
         return ScaleByZoomLinesearchState(
             learning_rate=jnp.asarray(1.0, dtype=dtype),

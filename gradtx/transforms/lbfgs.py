@@ -102,6 +102,8 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Gr
     _v.check_bool("scale_by_lbfgs", "scale_init_precond", scale_init_precond)
 
     def init(params: Params) -> ScaleByLBFGSState:
+        _v.check_state_params("scale_by_lbfgs", params)  # the memories hold params differences
+
         def stacked_zeros(x):
             zero = full_like_param(x, 0)
             return jnp.broadcast_to(zero, (memory_size, *jnp.shape(zero)))
