@@ -176,10 +176,8 @@ def make_mlp(
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Mean softmax cross-entropy, `-mean_i log softmax(z_i)[y_i]`, with integer labels."""
-    log_probs = jax.nn.log_softmax(logits, axis=-1)
-    picked = jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
-    return -jnp.mean(picked)
+    """Mean softmax cross-entropy, `-mean_i log softmax(z_i)[y_i]`, with integer labels (gradtx.losses)."""
+    return jnp.mean(gradtx.losses.softmax_cross_entropy_with_integer_labels(logits, labels))
 
 
 def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
