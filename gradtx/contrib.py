@@ -1,9 +1,11 @@
-"""optax's `contrib` spelling of gradtx names, so that `import gradtx as optax` keeps
-`optax.contrib.dpsgd(...)` working.
+"""`gradtx.contrib`: the research optimizers of `optax.contrib`, under the same names.
 
-optax 0.2.8 keeps differential privacy and `reduce_on_plateau` in `optax.contrib` (its top-level
-`optax.dpsgd` is deprecated there). gradtx exports them at its top level and, the same objects,
-here: `gradtx.contrib.dpsgd is gradtx.dpsgd`.
+Muon, Schedule-Free, SAM, Sophia, the learning-rate-free methods (Prodigy, D-Adaptation, Mechanic,
+COCOB, DoG, DoWG, MoMo), AdEMAMix, ADOPT, MADGRAD, AcProp, GaLore and the helpers optax keeps here,
+with optax 0.2.8's states and numbers. As in optax they are exported from this module only, not at
+the top level; the exceptions are differential privacy and `reduce_on_plateau`, which gradtx also
+exports at its top level (the same objects: `gradtx.contrib.dpsgd is gradtx.dpsgd`), so that
+`import gradtx as optax` keeps `optax.contrib.dpsgd(...)` working.
 """
 
 from gradtx.optimizers.contrib_moments import (
