@@ -287,3 +287,61 @@ def test_momo_adam_first_step_by_hand():
     tx = contrib.momo_adam(eps=0.0)  # lr 1e-2: the cap lr / c1 = 0.1 binds
     u, _ = tx.update(g, tx.init(x), x, value=value)
     np.testing.assert_allclose(u, -0.01 * np.sign(g), rtol=1e-5)
+
+
+def _bf16_rows():
+    import _rows_contrib_lr_free as rows
+
+    # mechanize(adam): gradtx.adam's own bfloat16 numbers differ from optax.adam's (see its family)
+    return [r for r in rows.ROWS if r.name != "contrib_mechanize"]
+
+
+@pytest.mark.parametrize("row", _bf16_rows(), ids=lambda r: r.name)
+def test_bfloat16_numbers_equal_optax(row):
+    """bfloat16 params: the same params and state as optax.contrib after 4 jitted steps.
+
+    Except `momo(adapt_lower_bound=True)`, which optax cannot run in bfloat16 (its `lax.cond`
+    branches differ in dtype): gradtx runs it and keeps the state bfloat16.
+    """
+    from _bitwise import tree
+
+    outs = []
+    for make in (row.ours, row.theirs):
+        tx = make()
+        params = jax.tree.map(lambda x: x.astype(jnp.bfloat16), tree(4))
+        state = tx.init(params)
+        step = jax.jit(lambda p, s, i, tx=tx: tx.update(row.grads(p, i), s, p))
+        try:
+            for i in range(4):
+                updates, state = step(params, state, i)
+                params = gradtx.apply_updates(params, updates)
+        except TypeError:
+            assert row.name == "contrib_momo_options" and len(outs) == 1, row.name
+            assert all(x.dtype == jnp.bfloat16 for x in jax.tree.leaves(outs[0][0]))
+            assert outs[0][1].lb.dtype == jnp.bfloat16
+            return
+        outs.append((params, state))
+    ours, theirs = (jax.tree.leaves(o) for o in outs)
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.dtype == b.dtype, row.name
+        np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32), err_msg=row.name)
+
+
+def test_every_family_name_has_a_row_and_matches_optax_signature():
+    # test_optax_bitwise's coverage test looks at the top level only: check this family here
+    import inspect as _inspect
+
+    import _rows_contrib_lr_free as rows
+    import optax
+
+    source = _inspect.getsource(rows)
+    for name in (*FACTORIES, "scale_by_cocob"):
+        assert f"m.contrib.{name}(" in source, name
+        ours = _inspect.signature(getattr(contrib, name)).parameters
+        theirs = _inspect.signature(getattr(optax.contrib, name)).parameters
+        assert list(ours) == list(theirs), name
+        assert [p.default for p in ours.values()] == [p.default for p in theirs.values()], name
+    for state in ("ProdigyState", "DAdaptAdamWState", "DoGState", "DoWGState", "COCOBState", "MechanicState",
+                  "MomoState", "MomoAdamState"):
+        assert getattr(contrib, state)._fields == getattr(optax.contrib, state)._fields, state

@@ -132,7 +132,8 @@ def momo(
             cap = shrink * (barf - gamma) + inner
             lb = lax.cond(
                 cap < shrink * state.lb,
-                lambda: jnp.maximum(cap / (2 * shrink), lower_bound),
+                # cast: in bfloat16 the bound is computed in float32 (optax's cond fails there)
+                lambda: jnp.maximum(cap / (2 * shrink), lower_bound).astype(state.lb.dtype),
                 lambda: state.lb,
             )
         else:
@@ -144,7 +145,7 @@ def momo(
             lambda m, x: -(alpha * weight_decay) / (1 + alpha * weight_decay) * x - tau * m, d, params
         )
         if adapt_lower_bound:
-            new_lb = jnp.maximum((barf + inner - gamma) - (1 / 2) * tau * d_sq, lower_bound)
+            new_lb = jnp.maximum((barf + inner - gamma) - (1 / 2) * tau * d_sq, lower_bound).astype(state.lb.dtype)
         else:
             new_lb = state.lb
         return new_updates, MomoState(d, barf, gamma, new_lb, safe_increment(count))
