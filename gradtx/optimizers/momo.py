@@ -73,8 +73,9 @@ def momo(
     + \langle d_t, x_t\rangle\right)_+}{\|d_t\|^2}\right),\qquad
     u_t = -\frac{\alpha_t\lambda}{1+\alpha_t\lambda}\, x_t - \tau_t\, d_t,$$
 
-    with $\tau_t = \alpha_t$'s second term taken as 0 when $\|d_t\|^2 \le 2.2\cdot10^{-16}$.
-    `adapt_lower_bound=True` re-estimates $f_*$ online (never below `lower_bound`).
+    the second term of the minimum taken as 0 when $\|d_t\|^2 \le 2.2\cdot10^{-16}$.
+    `adapt_lower_bound=True` re-estimates $f_*$ online (never below `lower_bound`); the estimate
+    is kept in the params' dtype (with bfloat16 params optax's `momo` fails there, gradtx's runs).
 
     Args:
         learning_rate: $\alpha_t$, the largest step, default 1.0; a real >= 0 or a schedule.
