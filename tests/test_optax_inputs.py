@@ -65,7 +65,7 @@ ALIASES = {
     "adan": (lambda m: m.adan(0.1, weight_decay=0.01), True),
     "fromage": (lambda m: m.fromage(0.1), False),
     "lars": (lambda m: m.lars(0.1, weight_decay=0.01), True),
-    "lbfgs": (lambda m: m.lbfgs(), True, _linesearch_args),
+    "lbfgs": (lambda m: m.lbfgs(memory_size=3, linesearch=m.scale_by_zoom_linesearch(5)), True, _linesearch_args),
     "noisy_sgd": (lambda m: m.noisy_sgd(0.1, key=KEY), False),
     "novograd": (lambda m: m.novograd(0.1, weight_decay=0.01), True),
     "optimistic_adam": (lambda m: m.optimistic_adam(0.1), True),
@@ -202,6 +202,16 @@ def _compute_reference(name, grads, params, steps):
 # 1. Python scalars as leaves
 # --------------------------------------------------------------------------------------------
 
+# the class tests below run these eagerly too; the later entries under jit only, to keep the
+# file's runtime (their eager path is checked by test_python_float_params_leaf_alone)
+EAGER_TOO = {
+    "adam", "adamw", "nadam", "nadamw", "amsgrad", "adamax", "lion", "lamb", "sgd", "sgd_momentum", "adagrad",
+    "rmsprop", "add_decayed_weights", "add_decayed_weights_schedule", "add_noise", "clip", "clip_by_global_norm",
+    "clip_by_norm", "ema", "scale", "scale_by_adam", "scale_by_adamax", "scale_by_amsgrad", "scale_by_learning_rate",
+    "scale_by_learning_rate_schedule", "scale_by_lion", "scale_by_rms", "scale_by_rss", "scale_by_schedule",
+    "scale_by_sign", "scale_by_stddev", "scale_by_trust_ratio", "trace", "zero_nans",
+}
+JIT_ONLY = set(ALL) - EAGER_TOO
 SCALAR_PARAMS = {"w": 1.5, "b": jnp.array([0.5, -1.0, 2.0])}
 SCALAR_GRADS = {"w": 0.25, "b": jnp.array([0.1, -0.3, 0.2])}
 
@@ -210,6 +220,8 @@ class PythonScalarLeaves(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     @parameterized.named_parameters(*[(name, name) for name in sorted(ALL)])
     def test_python_float_leaves_give_optax_numbers(self, name):
+        if name in JIT_ONLY and "without_jit" in self._testMethodName:
+            self.skipTest("jit only (the eager path: test_python_float_params_leaf_alone)")
         tx = _make(name, gradtx)
         outs, _ = _run(tx, SCALAR_GRADS, SCALAR_PARAMS, self.variant(_update(name, tx)))
         for ours, ref in zip(outs, _reference(name, SCALAR_GRADS, SCALAR_PARAMS), strict=True):
@@ -374,6 +386,8 @@ class IntegerGradients(chex.TestCase):
     @parameterized.named_parameters(*[(name, name) for name in sorted(set(ALL) - INTEGER_EXACT)])
     def test_integer_gradients_are_promoted_to_float(self, name):
         """Integer leaves give the float-gradient numbers (optax's), never integer updates."""
+        if name in JIT_ONLY and "without_jit" in self._testMethodName:
+            self.skipTest("jit only (the eager path: test_python_float_params_leaf_alone)")
         tx = _make(name, gradtx)
         update = self.variant(_update(name, tx))
         outs_int, _ = _run(tx, INT_GRADS, FLOAT_PARAMS, update)
@@ -523,6 +537,6 @@ def test_scale_gradient_on_a_python_float_as_optax():
 def test_backtracking_linesearch_keeping_the_gradient_rejects_integer_params(leaf):
     params = {"b": jnp.ones(2), "n": leaf}
     with pytest.raises(TypeError, match=r"scale_by_backtracking_linesearch.init: params\['n'\] has dtype"):
-        gradtx.scale_by_backtracking_linesearch(store_grad=True).init(params)
-    state = gradtx.scale_by_backtracking_linesearch().init({"n": leaf})  # no gradient kept: a float state
+        gradtx.scale_by_backtracking_linesearch(5, store_grad=True).init(params)
+    state = gradtx.scale_by_backtracking_linesearch(5).init({"n": leaf})  # no gradient kept: a float state
     assert state.value.dtype == state.learning_rate.dtype == jnp.float32
