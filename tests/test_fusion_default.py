@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _env import user_env
+from _env import SIMULATED_DEVICES_FLAG, user_env
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -190,12 +190,13 @@ def check_contract(devices: int) -> None:
     _check_opt_in(_params(low_precision=True))
 
 
-@pytest.mark.slow
-def test_aliases_keep_optax_layout_on_one_device_and_fusion_is_opt_in():
-    script = f"import sys; sys.path.insert(0, {HERE!r}); import test_fusion_default as t; t.check_contract(1)"
+def _contract_in_a_fresh_process(devices: int) -> None:
+    # a fresh process: the device count is the user's, and no earlier test's JAX state is shared
+    script = f"import sys; sys.path.insert(0, {HERE!r}); import test_fusion_default as t; t.check_contract({devices})"
+    flags = f"{SIMULATED_DEVICES_FLAG}={devices}" if devices > 1 else ""
     out = subprocess.run(
         [sys.executable, "-c", script + "; print('contract-ok')"],
-        env=user_env(JAX_PLATFORMS="cpu"),
+        env=user_env(JAX_PLATFORMS="cpu", XLA_FLAGS=flags),
         capture_output=True,
         text=True,
         timeout=600,
@@ -204,6 +205,11 @@ def test_aliases_keep_optax_layout_on_one_device_and_fusion_is_opt_in():
     assert "contract-ok" in out.stdout
 
 
-@pytest.mark.skipif(jax.device_count() < 2, reason="needs several (simulated) devices")
+@pytest.mark.slow
+def test_aliases_keep_optax_layout_on_one_device_and_fusion_is_opt_in():
+    _contract_in_a_fresh_process(1)
+
+
+@pytest.mark.slow
 def test_aliases_keep_optax_layout_on_several_devices_and_fusion_is_opt_in():
-    check_contract(jax.device_count())
+    _contract_in_a_fresh_process(8)
