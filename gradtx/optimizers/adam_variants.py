@@ -11,7 +11,7 @@ from typing import Any
 from gradtx import _validation as v
 from gradtx.base import GradientTransformation, ScalarOrSchedule, chain, describe
 from gradtx.optimizers import _checks
-from gradtx.optimizers.adam import MaskOrFn
+from gradtx.optimizers.adam import MaskOrFn, _check_adam
 from gradtx.transforms.adam_family import scale_by_adam, scale_by_adamax
 from gradtx.transforms.adam_variants import scale_by_belief, scale_by_radam, scale_by_yogi
 from gradtx.transforms.adan_novograd_optimistic import (
@@ -372,13 +372,6 @@ def optimistic_gradient_descent(
     return chain(scale_by_optimistic_gradient(alpha=alpha, beta=beta), scale_by_learning_rate(learning_rate))
 
 
-def _check_optimistic_adam(owner, b1, b2, eps, eps_root, mu_dtype, nesterov) -> None:
-    _check_betas(owner, b1=b1, b2=b2)
-    _check_nonneg(owner, eps=eps, eps_root=eps_root)
-    v.check_dtype(owner, "mu_dtype", mu_dtype, allow_complex=True)
-    v.check_bool(owner, "nesterov", nesterov)
-
-
 @describe
 def optimistic_adam_v2(
     learning_rate: ScalarOrSchedule,
@@ -422,9 +415,8 @@ def optimistic_adam_v2(
         Daskalakis et al., *Training GANs with Optimism*, ICLR 2018 (arXiv:1711.00141).
     """
     owner = "optimistic_adam_v2"
-    _checks.learning_rate(owner, learning_rate)
     _check_nonneg(owner, alpha=alpha, beta=beta)
-    _check_optimistic_adam(owner, b1, b2, eps, eps_root, mu_dtype, nesterov)
+    _check_adam(owner, learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov)
     return chain(
         scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov),
         scale_by_optimistic_gradient(alpha=alpha, beta=beta),
@@ -492,7 +484,7 @@ def optimistic_adam(
         optimism = learning_rate
     else:
         _check_nonneg(owner, optimism=optimism)
-    _check_optimistic_adam(owner, b1, b2, eps, eps_root, mu_dtype, nesterov)
+    _check_adam(owner, learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov)
     return chain(
         scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov),
         scale_by_optimistic_gradient(alpha=learning_rate, beta=optimism),

@@ -7,12 +7,14 @@ import jax
 from gradtx import _validation as _v
 from gradtx.numerics import (
     cast,
+    debias_factor,
     float_updates,
     full_like_param,
+    safe_increment,
     stat_dtype,
 )
 
-__all__ = ["canonical_dtype", "check_beta", "check_nonneg", "map_leaves", "moment_leaf", "stat_full"]
+__all__ = ["adam_debias", "canonical_dtype", "check_beta", "check_nonneg", "map_leaves", "moment_leaf", "stat_full"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -61,3 +63,12 @@ def moment_leaf(g: jax.Array, m: jax.Array, decay: Any, dtype: Any) -> jax.Array
     return (1 - decay) * cast(g, dtype) + decay * cast(m, dtype)
 
 
+def adam_debias(count: jax.Array, b1: Any, b2: Any, nesterov: bool) -> tuple[Any, Any, Any]:
+    """Adam's bias corrections for the incremented `count`: `(1 - b1**t, 1 - b2**t, 1 - b1**(t+1))`.
+
+    The last one is `None` unless `nesterov` (the NAdam first moment needs it).
+    """
+    bc1 = debias_factor(b1, count)
+    bc2 = debias_factor(b2, count)
+    bc1_next = debias_factor(b1, safe_increment(count)) if nesterov else None
+    return bc1, bc2, bc1_next

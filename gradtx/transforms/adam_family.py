@@ -31,6 +31,7 @@ from gradtx.numerics import (
     tree_zeros_like,
 )
 from gradtx.transforms._moments import (
+    adam_debias,
     canonical_dtype,
     check_beta,
     check_nonneg,
@@ -275,9 +276,7 @@ def scale_by_adam(
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
         count = safe_increment(state.count)
-        bc1 = debias_factor(b1, count)
-        bc2 = debias_factor(b2, count)
-        bc1_next = debias_factor(b1, safe_increment(count)) if nesterov else None
+        bc1, bc2, bc1_next = adam_debias(count, b1, b2, nesterov)
 
         def leaf(g, mu, nu):
             return adam_leaf(g, mu, nu, bc1, bc2, bc1_next, b1=b1, b2=b2, eps=eps, eps_root=eps_root)

@@ -29,7 +29,14 @@ from gradtx.numerics import (
     safe_increment,
     tree_zeros_like,
 )
-from gradtx.transforms._moments import check_beta, check_nonneg, map_leaves, moment_leaf, stat_full
+from gradtx.transforms._moments import (
+    adam_debias,
+    check_beta,
+    check_nonneg,
+    map_leaves,
+    moment_leaf,
+    stat_full,
+)
 from gradtx.transforms.adam_family import ScaleByAdamState
 
 __all__ = [
@@ -226,9 +233,7 @@ def scale_by_belief(
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
         count = safe_increment(state.count)
-        bc1 = debias_factor(b1, count)
-        bc2 = debias_factor(b2, count)
-        bc1_next = debias_factor(b1, safe_increment(count)) if nesterov else None
+        bc1, bc2, bc1_next = adam_debias(count, b1, b2, nesterov)
 
         def leaf(g, mu, nu):
             return belief_leaf(g, mu, nu, bc1, bc2, bc1_next, b1=b1, b2=b2, eps=eps, eps_root=eps_root)
@@ -368,9 +373,7 @@ def scale_by_radam(
         ro = ro_inf - 2 * count * b2t / (1 - b2t)
         rectifier = jnp.sqrt((ro - 4.0) * (ro - 2.0) * ro_inf / ((ro_inf - 4.0) * (ro_inf - 2.0) * ro))
         rectify = ro >= threshold
-        bc1 = debias_factor(b1, count)
-        bc2 = debias_factor(b2, count)
-        bc1_next = debias_factor(b1, safe_increment(count)) if nesterov else None
+        bc1, bc2, bc1_next = adam_debias(count, b1, b2, nesterov)
 
         def leaf(g, mu, nu):
             return radam_leaf(
