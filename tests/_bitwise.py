@@ -123,3 +123,13 @@ def assert_same(ours, ref, what):
 def row_of(entry: Any) -> Row:
     return entry.values[0] if hasattr(entry, "values") else entry
 
+
+def family_modules() -> list[Any]:
+    """Every `tests/_rows_<family>.py` module, by name (the bitwise table and the contract gather them)."""
+    import importlib
+    import pkgutil
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    names = sorted(info.name for info in pkgutil.iter_modules([str(here)]) if info.name.startswith("_rows_"))
+    return [importlib.import_module(name) for name in names]

@@ -15,17 +15,15 @@ Every `update` receives `value`, `grad` and `value_fn` (line searches and Polyak
 the others ignore them).
 """
 
-import importlib
 import numbers
-import pkgutil
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _bitwise import family_modules
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -34,15 +32,13 @@ import gradtx
 
 def _gather(attribute: str) -> list[Any]:
     found: list[Any] = []
-    here = Path(__file__).parent
-    for info in sorted(pkgutil.iter_modules([str(here)]), key=lambda m: m.name):
-        if info.name.startswith("_rows_"):
-            module = importlib.import_module(info.name)
-            value = getattr(module, attribute, None)
-            if isinstance(value, dict):
-                found += [(f"{info.name[6:]}:{k}", v) for k, v in value.items()]
-            elif value:
-                found += [(f"{info.name[6:]}:{i}", v) for i, v in enumerate(value)]
+    for module in family_modules():
+        family = module.__name__[len("_rows_"):]
+        value = getattr(module, attribute, None)
+        if isinstance(value, dict):
+            found += [(f"{family}:{k}", v) for k, v in value.items()]
+        elif value:
+            found += [(f"{family}:{i}", v) for i, v in enumerate(value)]
     return found
 
 

@@ -12,10 +12,7 @@ under jit and eagerly. The one deliberate difference, a fractional-power polynom
 where optax's jitted value is NaN after the transition, is checked at the end.
 """
 
-import importlib
-import pkgutil
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -28,6 +25,7 @@ from _bitwise import (
     Row,
     assert_same,
     decay_mask,
+    family_modules,
     labels,
     nan_grads,
     row_of,
@@ -192,17 +190,7 @@ ROWS: list[Any] = [
 
 
 
-def _family_rows() -> list[Any]:
-    """The rows of every `tests/_rows_<family>.py` module (one per optimizer family)."""
-    rows: list[Any] = []
-    here = Path(__file__).parent
-    for info in sorted(pkgutil.iter_modules([str(here)]), key=lambda m: m.name):
-        if info.name.startswith("_rows_"):
-            rows += importlib.import_module(info.name).ROWS
-    return rows
-
-
-ROWS += _family_rows()
+ROWS += [row for module in family_modules() for row in module.ROWS]
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[row_of(r).name for r in ROWS])
