@@ -216,18 +216,27 @@ SCALAR_PARAMS = {"w": 1.5, "b": jnp.array([0.5, -1.0, 2.0])}
 SCALAR_GRADS = {"w": 0.25, "b": jnp.array([0.1, -0.3, 0.2])}
 
 
+def _python_float_leaves_give_optax_numbers(name, variant):
+    tx = _make(name, gradtx)
+    outs, _ = _run(tx, SCALAR_GRADS, SCALAR_PARAMS, variant(_update(name, tx)))
+    for ours, ref in zip(outs, _reference(name, SCALAR_GRADS, SCALAR_PARAMS), strict=True):
+        assert isinstance(ours["w"], jax.Array) and ours["w"].shape == ()
+        assert ours["w"].dtype == jnp.float32
+        chex.assert_trees_all_close(ours, ref, rtol=RTOL, atol=ATOL)
+
+
 class PythonScalarLeaves(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.named_parameters(*[(name, name) for name in sorted(ALL)])
+    @parameterized.named_parameters(*[(name, name) for name in sorted(EAGER_TOO)])
     def test_python_float_leaves_give_optax_numbers(self, name):
-        if name in JIT_ONLY and "without_jit" in self._testMethodName:
-            self.skipTest("jit only (the eager path: test_python_float_params_leaf_alone)")
-        tx = _make(name, gradtx)
-        outs, _ = _run(tx, SCALAR_GRADS, SCALAR_PARAMS, self.variant(_update(name, tx)))
-        for ours, ref in zip(outs, _reference(name, SCALAR_GRADS, SCALAR_PARAMS), strict=True):
-            assert isinstance(ours["w"], jax.Array) and ours["w"].shape == ()
-            assert ours["w"].dtype == jnp.float32
-            chex.assert_trees_all_close(ours, ref, rtol=RTOL, atol=ATOL)
+        _python_float_leaves_give_optax_numbers(name, self.variant)
+
+
+class PythonScalarLeavesJitOnly(chex.TestCase):
+    @chex.variants(with_jit=True)
+    @parameterized.named_parameters(*[(name, name) for name in sorted(JIT_ONLY)])
+    def test_python_float_leaves_give_optax_numbers(self, name):
+        _python_float_leaves_give_optax_numbers(name, self.variant)
 
 
 @pytest.mark.parametrize("name", sorted(ALL))
@@ -381,21 +390,30 @@ def test_adam_on_an_int32_param_no_longer_gives_zero_updates_forever():
         tx.init({"step": jnp.array(5, jnp.int32), "w": jnp.ones(2)})
 
 
+def _integer_gradients_are_promoted_to_float(name, variant):
+    """Integer leaves give the float-gradient numbers (optax's), never integer updates."""
+    tx = _make(name, gradtx)
+    update = variant(_update(name, tx))
+    outs_int, _ = _run(tx, INT_GRADS, FLOAT_PARAMS, update)
+    outs_float, _ = _run(tx, FLOAT_GRADS, FLOAT_PARAMS, update)
+    for u in outs_int:
+        assert {leaf.dtype for leaf in jax.tree.leaves(u)} == {jnp.dtype(jnp.float32)}
+    chex.assert_trees_all_equal(outs_int, outs_float)
+    chex.assert_trees_all_close(outs_int, _reference(name, FLOAT_GRADS, FLOAT_PARAMS), rtol=RTOL, atol=ATOL)
+
+
 class IntegerGradients(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.named_parameters(*[(name, name) for name in sorted(set(ALL) - INTEGER_EXACT)])
+    @parameterized.named_parameters(*[(name, name) for name in sorted(EAGER_TOO - INTEGER_EXACT)])
     def test_integer_gradients_are_promoted_to_float(self, name):
-        """Integer leaves give the float-gradient numbers (optax's), never integer updates."""
-        if name in JIT_ONLY and "without_jit" in self._testMethodName:
-            self.skipTest("jit only (the eager path: test_python_float_params_leaf_alone)")
-        tx = _make(name, gradtx)
-        update = self.variant(_update(name, tx))
-        outs_int, _ = _run(tx, INT_GRADS, FLOAT_PARAMS, update)
-        outs_float, _ = _run(tx, FLOAT_GRADS, FLOAT_PARAMS, update)
-        for u in outs_int:
-            assert {leaf.dtype for leaf in jax.tree.leaves(u)} == {jnp.dtype(jnp.float32)}
-        chex.assert_trees_all_equal(outs_int, outs_float)
-        chex.assert_trees_all_close(outs_int, _reference(name, FLOAT_GRADS, FLOAT_PARAMS), rtol=RTOL, atol=ATOL)
+        _integer_gradients_are_promoted_to_float(name, self.variant)
+
+
+class IntegerGradientsJitOnly(chex.TestCase):
+    @chex.variants(with_jit=True)
+    @parameterized.named_parameters(*[(name, name) for name in sorted(JIT_ONLY - INTEGER_EXACT)])
+    def test_integer_gradients_are_promoted_to_float(self, name):
+        _integer_gradients_are_promoted_to_float(name, self.variant)
 
 
 @pytest.mark.parametrize("name", sorted(INTEGER_EXACT))
