@@ -2,7 +2,7 @@
 
 One table, `ROWS`: every optimizer, transformation, chain, wrapper and schedule that gradtx
 shares with optax joins it with one row `(name, gradtx factory, optax factory)`. Each row runs a
-jitted 25-step trajectory on a 4-leaf and a 14-leaf tree (the gradients depend on the params, so
+jitted 25-step trajectory on a 9-leaf tree (the gradients depend on the params, so
 a one-ulp difference compounds), and every params, updates and optimizer-state leaf must be equal
 bit for bit to optax's, with the same state layout (NamedTuple types and field names, tree paths).
 The optimizer rows call the gradtx aliases exactly as users do.
@@ -198,9 +198,8 @@ def test_trajectory_bit_identical_to_optax(row):
     ours_init, ours = run(gradtx, row.ours(), row.grads)
     ref_init, ref = run(optax, row.theirs(), row.grads)
     assert_same(ours_init, ref_init, "init state")
-    for t, tree in enumerate(("4-leaf", "14-leaf")):
-        for k, part in enumerate(("params", "state", "updates")):
-            assert_same(ours[t][k], ref[t][k], f"{tree} {part} (steps stacked on axis 0)")
+    for k, part in enumerate(("params", "state", "updates")):
+        assert_same(ours[0][k], ref[0][k], f"{part} (steps stacked on axis 0)")
 
 
 def _names_used(fn: Callable) -> set[str]:
