@@ -252,5 +252,120 @@ def bind_loss(owner: str, loss: Callable[..., Any], args: tuple[Any, ...], batch
     """
     if not callable(loss):
         raise TypeError(f"{owner}: loss must be a callable loss(params, *args), got {type(loss).__name__}")
+    if isinstance(batches, Batched):
+        if args:
+            raise ValueError(f"{owner}: give either one batch as positional arguments or batches=..., not both")
+        stacked = batches
+        return lambda params: stacked.mean(lambda *b: loss(params, *b))
     arg_lists, weights = prepare_data(owner, args, batches)
     return data_loss(loss, arg_lists, weights)
+
+
+def _sweeps(x: Any) -> bool:
+    """Whether a data leaf is split along its leading axis (an array with ≥ 1 axis) or shared."""
+    return isinstance(x, (jax.Array, np.ndarray)) and np.ndim(x) >= 1
+
+
+@jax.tree_util.register_pytree_node_class
+class Batched:
+    """An in-memory data set given as stacked arrays, swept in batches inside one compiled call.
+
+    `Batched(x, y, batch_size=b)` stands for the batches `(x[i*b:(i+1)*b], y[i*b:(i+1)*b])` of
+    the `N` examples along the leading axis of every array argument (scalars and 0-d arrays are
+    passed unchanged to every batch). Given as `batches=` to any curvature estimator, the
+    per-batch computation is traced **once** and run over the `N // b` full batches by
+    `lax.scan`, plus one call for a short last batch of `N mod b` examples, all inside one
+    `jax.jit`: compile time does not depend on the number of batches, and the memory for
+    activations is that of one batch. The result is the batch-size-weighted mean
+
+    $$\\bar f = \\frac{b}{N} \\sum_{i=1}^{\\lfloor N/b \\rfloor} f(B_i) + \\frac{N \\bmod b}{N} f(B_{\\mathrm{last}}),$$
+
+    which for a loss that is a mean over its batch is exactly the full-data quantity. Use it
+    when the whole data set fits in device memory; for larger data pass a generator factory
+    or a loader instead (see [`gradtx.curvature.streaming`][gradtx.curvature.streaming]).
+
+    Args:
+        *args: the loss's arguments for the whole data set (pytrees of arrays whose leaves with
+            at least one axis share the leading length `N ≥ 1`).
+        batch_size: examples per batch, an int ≥ 1 (larger than `N` means one batch).
+
+    Raises:
+        TypeError: when `batch_size` is not an int.
+        ValueError: when `batch_size < 1`, no argument has a leading axis, or the leading
+            lengths differ.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from gradtx.curvature import Batched, hessian_trace
+        >>> x = jnp.arange(12.0).reshape(6, 2)
+        >>> loss = lambda w, x: jnp.mean((x @ w) ** 2)
+        >>> tr = hessian_trace(loss, jnp.zeros(2), batches=Batched(x, batch_size=4), num_samples=6,
+        ...                    method="hutch++")
+        >>> bool(jnp.allclose(tr, 2 * jnp.mean(jnp.sum(x**2, axis=1)), rtol=1e-5))
+        True
+    """
+
+    def __init__(self, *args: Any, batch_size: int):
+        from gradtx._validation import check_int
+
+        check_int("Batched", "batch_size", batch_size, low=1)
+        self.args = tuple(args)
+        self.batch_size = int(batch_size)
+        lengths = {int(np.shape(x)[0]) for x in jax.tree_util.tree_leaves(self.args) if _sweeps(x)}
+        if not lengths:
+            raise ValueError("Batched: the data must hold an array with a leading (example) axis, got only scalars")
+        if len(lengths) > 1:
+            raise ValueError(f"Batched: every array must have the same leading length (examples), got {sorted(lengths)}")
+        if lengths == {0}:
+            raise ValueError("Batched: the data set is empty (leading length 0)")
+
+    def tree_flatten(self) -> tuple[tuple[Any, ...], int]:
+        return (self.args,), self.batch_size
+
+    @classmethod
+    def tree_unflatten(cls, batch_size: int, children: tuple[Any, ...]) -> "Batched":
+        obj = object.__new__(cls)
+        obj.args = children[0]
+        obj.batch_size = batch_size
+        return obj
+
+    def __repr__(self) -> str:
+        return f"Batched(<{self.num_examples} examples>, batch_size={self.batch_size})"
+
+    @property
+    def num_examples(self) -> int:
+        """`N`, the leading length of the data."""
+        for x in jax.tree_util.tree_leaves(self.args):
+            if np.ndim(x) >= 1:
+                return int(np.shape(x)[0])
+        raise ValueError("Batched: no array with a leading axis")
+
+    def mean(self, fn: Callable[..., Any]) -> Any:
+        """`Σ_i (n_i/N) fn(*B_i)` over the batches, by `lax.scan` (traceable; `fn` returns a pytree of arrays)."""
+        n, b = self.num_examples, self.batch_size
+        full, rest = divmod(n, b)
+        leaves, treedef = jax.tree_util.tree_flatten(self.args)
+        swept = [np.ndim(x) >= 1 for x in leaves]
+
+        def batch_args(parts: list[Any]) -> tuple[Any, ...]:
+            it = iter(parts)
+            return jax.tree_util.tree_unflatten(treedef, [next(it) if s else x for x, s in zip(leaves, swept)])
+
+        total = None
+        if full == 1 and rest == 0:
+            return fn(*batch_args([x for x, s in zip(leaves, swept) if s]))
+        if full:
+            stacked = [x[: full * b].reshape((full, b, *np.shape(x)[1:])) for x, s in zip(leaves, swept) if s]
+            first = jax.eval_shape(lambda: fn(*batch_args([x[0] for x in stacked])))
+            acc0 = jax.tree.map(lambda s: jax.numpy.zeros(s.shape, s.dtype), first)
+
+            def body(acc: Any, parts: list[Any]) -> tuple[Any, None]:
+                return jax.tree.map(jax.numpy.add, acc, fn(*batch_args(parts))), None
+
+            summed, _ = jax.lax.scan(body, acc0, stacked)
+            total = jax.tree.map(lambda s: s * (b / n), summed)
+        if rest:
+            tail = fn(*batch_args([x[full * b:] for x, s in zip(leaves, swept) if s]))
+            tail = jax.tree.map(lambda t: t * (rest / n), tail)
+            total = tail if total is None else jax.tree.map(jax.numpy.add, total, tail)
+        return total

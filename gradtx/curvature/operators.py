@@ -22,8 +22,11 @@ from gradtx.curvature.data import (
     prepare_data,
     static_callable,
 )
+from gradtx.curvature.streaming import is_streaming
 
 __all__ = [
+    "HessianProduct",
+    "LossGradient",
     "bound_hessian_operator",
     "flatten_operator",
     "gauss_newton_operator",
@@ -34,6 +37,48 @@ __all__ = [
 ]
 
 Matvec = Callable[[Any], Any]
+
+
+class HessianProduct:
+    """The per-batch Hessian-vector product `(params, v, *batch) ↦ ∇²L(params; batch) v` of a loss.
+
+    Forward-over-reverse (`jax.jvp` of `jax.grad`). Two instances for the same loss are equal
+    (and hash alike), so compiled streaming steps are reused across calls. Use it as the
+    `product` of [`data_operator`][gradtx.curvature.data_operator].
+    """
+
+    __slots__ = ("loss",)
+
+    def __init__(self, loss: Callable[..., Any]):
+        self.loss = loss
+
+    def __call__(self, params: Any, v: Any, *batch: Any) -> Any:
+        v = jax.tree.map(lambda p, x: x.astype(jnp.result_type(p)), params, v)
+        return jax.jvp(lambda p: jax.grad(self.loss)(p, *batch), (params,), (v,))[1]
+
+    def __hash__(self) -> int:
+        return hash((HessianProduct, self.loss))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HessianProduct) and other.loss == self.loss
+
+
+class LossGradient:
+    """`(params, *batch) ↦ ∇L(params; batch)`, hashed by the loss (a `stream_mean` function)."""
+
+    __slots__ = ("loss",)
+
+    def __init__(self, loss: Callable[..., Any]):
+        self.loss = loss
+
+    def __call__(self, params: Any, *batch: Any) -> Any:
+        return jax.grad(self.loss)(params, *batch)
+
+    def __hash__(self) -> int:
+        return hash((LossGradient, self.loss))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LossGradient) and other.loss == self.loss
 
 
 def flatten_operator(matvec: Matvec, template: Any) -> tuple[Callable[[jax.Array], jax.Array], int, Any, Callable[[jax.Array], Any]]:
@@ -48,7 +93,9 @@ def flatten_operator(matvec: Matvec, template: Any) -> tuple[Callable[[jax.Array
         `jax.flatten_util.ravel_pytree(template)`) to flat vectors of `dtype`, the template's
         floating dtype promoted to at least float32 (so Lanczos and trace estimates of
         bfloat16/float16 models run in float32); `unravel` maps a flat vector back to a pytree
-        with the template's leaf dtypes.
+        with the template's leaf dtypes. For a
+        [`StreamingOperator`][gradtx.curvature.StreamingOperator] `mv` is its flat streaming
+        form (host level: iterate with [`krylov_loop`][gradtx.curvature.krylov_loop]).
 
     Raises:
         TypeError: when the template's leaves are not floating point.
@@ -58,6 +105,9 @@ def flatten_operator(matvec: Matvec, template: Any) -> tuple[Callable[[jax.Array
         raise TypeError(f"the params/template must hold floating-point arrays, got dtype {flat.dtype}")
     dtype = jnp.promote_types(flat.dtype, jnp.float32)
     unravel = unraveler(template)
+    if is_streaming(matvec) and hasattr(matvec, "flat"):
+        # a host-level operator: its flat form streams too (unravel/ravel run inside the per-batch jit)
+        return matvec.flat(dtype), int(flat.size), dtype, unravel
 
     def mv(x: jax.Array) -> jax.Array:
         out, _ = ravel_pytree(matvec(unravel(x)))
