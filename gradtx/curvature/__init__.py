@@ -26,7 +26,7 @@ from gradtx.curvature.analysis import (
     critical_point_core,
     extreme_eigenpairs,
 )
-from gradtx.curvature.data import average_loss, batch_size, bind_loss, collect_batches
+from gradtx.curvature.data import Batched, average_loss, batch_size, bind_loss, collect_batches
 from gradtx.curvature.density import operator_spectral_density, slq_nodes_weights, spectral_density
 from gradtx.curvature.lanczos import (
     DEFAULT_NUM_ITERS,
@@ -43,6 +43,13 @@ from gradtx.curvature.operators import (
     hessian_operator,
     hvp,
 )
+from gradtx.curvature.streaming import (
+    StreamingOperator,
+    data_operator,
+    is_streaming,
+    krylov_loop,
+    krylov_while,
+)
 from gradtx.curvature.trace import TRACE_METHODS, hessian_trace, operator_trace
 
 __all__ = [
@@ -50,9 +57,11 @@ __all__ = [
     "CRITICAL_POINT_KINDS",
     "DEFAULT_NUM_ITERS",
     "TRACE_METHODS",
+    "Batched",
     "ConditionNumberReport",
     "CriticalPointReport",
     "LanczosResult",
+    "StreamingOperator",
     "average_loss",
     "batch_size",
     "bind_loss",
@@ -60,6 +69,7 @@ __all__ = [
     "collect_batches",
     "condition_number",
     "critical_point_core",
+    "data_operator",
     "eigsh",
     "extreme_eigenpairs",
     "flatten_operator",
@@ -68,6 +78,9 @@ __all__ = [
     "hessian_operator",
     "hessian_trace",
     "hvp",
+    "is_streaming",
+    "krylov_loop",
+    "krylov_while",
     "lanczos_tridiag",
     "operator_eigsh",
     "operator_spectral_density",
