@@ -43,6 +43,7 @@ from gradtx.curvature.operators import (
     hessian_operator,
     hvp,
 )
+from gradtx.curvature.solve import SOLVE_METHODS, SolveReport, inverse_hvp, solve
 from gradtx.curvature.streaming import (
     StreamingOperator,
     data_operator,
@@ -56,11 +57,13 @@ __all__ = [
     "CONDITION_KINDS",
     "CRITICAL_POINT_KINDS",
     "DEFAULT_NUM_ITERS",
+    "SOLVE_METHODS",
     "TRACE_METHODS",
     "Batched",
     "ConditionNumberReport",
     "CriticalPointReport",
     "LanczosResult",
+    "SolveReport",
     "StreamingOperator",
     "average_loss",
     "batch_size",
@@ -78,6 +81,7 @@ __all__ = [
     "hessian_operator",
     "hessian_trace",
     "hvp",
+    "inverse_hvp",
     "is_streaming",
     "krylov_loop",
     "krylov_while",
@@ -86,6 +90,7 @@ __all__ = [
     "operator_spectral_density",
     "operator_trace",
     "slq_nodes_weights",
+    "solve",
     "spectral_density",
     "tridiagonal_eigh",
 ]
