@@ -1,0 +1,580 @@
+"""Train the digits MLP data-parallel across several processes with `jax.distributed`.
+
+    python examples/multiprocess_train.py --num-processes 2              # launches 2 workers
+    python examples/multiprocess_train.py --num-processes 2 --quick      # a short run (CI)
+    python examples/multiprocess_train.py --num-processes 2 --checkpoint-dir /tmp/ckpt --checkpoint-every 20
+    python examples/multiprocess_train.py --num-processes 2 --restore-dir /tmp/ckpt   # resume (latest step)
+    python examples/multiprocess_train.py --num-processes 1              # the same run in one process
+
+Without `--process-id` the script is the *launcher*: it picks a free port on 127.0.0.1, starts
+`--num-processes` copies of itself as workers (`--process-id 0..N-1`), relays process 0's output,
+and kills every worker if one fails or the run exceeds `--timeout`. Each worker sees
+`--devices-per-process` simulated CPU devices (`XLA_FLAGS=--xla_force_host_platform_device_count`),
+calls
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address="127.0.0.1:PORT", num_processes=N, process_id=i)
+
+and then every process runs the *same* program on one global mesh over all N × D devices: the
+params and the optimizer state are replicated over the mesh axis `data`, and each global batch is
+split along it; every process loads only its own rows (`jax.make_array_from_process_local_data`).
+XLA inserts the all-reduce of the gradients. On several hosts, run one worker per host by hand
+with the same `--coordinator HOST:PORT` (and drop the simulated-devices flag).
+
+The optimizer is `chain(clip_by_global_norm(1.0), adamw(warmup_cosine_decay_schedule(...)))`
+(examples/_common.py's `make_optimizer`), the model a plain-JAX MLP (64 → hidden → 10). Batches
+are drawn from the step number alone, so a run restored from a checkpoint at step s continues
+exactly as the uninterrupted run would have. Checkpoints (orbax `CheckpointManager`, written by all
+processes together) hold global arrays, so they restore on any number of processes and devices.
+
+Figure written into --out: multiprocess_loss.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import itertools
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from _common import add_common_args, cross_entropy, figure_dir, load_digits_data, make_optimizer
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import gradtx
+
+SIMULATED_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+LOSS_LINE = re.compile(r"^step (\d+) loss (\S+)$", re.MULTILINE)
+CHECKPOINT_LINE = re.compile(r"^checkpoint (\d+) saved$", re.MULTILINE)
+
+
+# --------------------------------------------------------------------------------------------
+# the launcher: free port, one subprocess per worker, time limit, clean-up
+# --------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (bound to port 0, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def with_device_count(xla_flags: str, devices: int) -> str:
+    """`xla_flags` with the simulated-CPU-devices flag replaced by `devices` devices."""
+    kept = [f for f in xla_flags.split() if not f.startswith(SIMULATED_DEVICES_FLAG)]
+    return " ".join([*kept, f"{SIMULATED_DEVICES_FLAG}={devices}"])
+
+
+class WorkerFailure(RuntimeError):
+    """A worker exited with a non-zero status, or the run exceeded its time limit.
+
+    `returncodes` holds each worker's exit status (negative: killed by that signal; the workers
+    still running when the failure was noticed are killed by the launcher), `stdout`/`stderr`
+    what each printed.
+    """
+
+    def __init__(self, message: str, returncodes: list[int | None], stdout: list[str], stderr: list[str]):
+        tails = "".join(
+            f"\n--- process {i} (exit {code}) stderr tail ---\n{err[-3000:]}"
+            for i, (code, err) in enumerate(zip(returncodes, stderr))
+        )
+        super().__init__(message + tails)
+        self.returncodes = returncodes
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+PARENT_ENV = "MULTIPROCESS_TRAIN_LAUNCHER_PID"
+
+
+def _exit_with_launcher() -> None:
+    """In a worker: end this process (status 1) as soon as the launcher that started it is gone.
+
+    `launch` kills its workers on every exit it sees; this covers the one it cannot see, the
+    launcher itself being SIGKILLed, so that no worker outlives it (a worker whose peer is gone
+    would otherwise wait in a collective until the coordination service's heartbeat times out).
+    """
+    launcher = int(os.environ.get(PARENT_ENV, "0"))
+    if not launcher:
+        return
+
+    def watch() -> None:
+        while os.getppid() == launcher:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-launcher").start()
+
+
+def launch(
+    num_processes: int,
+    worker_args: Sequence[str],
+    *,
+    devices_per_process: int = 2,
+    timeout: float = 300.0,
+    on_line: Callable[[int, str, list[subprocess.Popen]], None] | None = None,
+    echo: bool = False,
+) -> list[str]:
+    """Run `num_processes` workers of this script on 127.0.0.1; return each worker's stdout.
+
+    Every worker is started in its own session with `--process-id i --num-processes N
+    --coordinator 127.0.0.1:<free port> --devices-per-process D` followed by `worker_args`, and
+    with `XLA_FLAGS` set to D simulated CPU devices (whatever the caller's `XLA_FLAGS` said).
+    `on_line(i, line, processes)` is called for every line worker `i` prints, as it prints it
+    (the processes are passed so that a caller can, say, kill one); `echo` relays process 0's
+    lines to this process's stdout.
+
+    Raises `WorkerFailure` as soon as one worker exits with a non-zero status, or when the whole
+    run takes longer than `timeout` seconds; in every case (also on an exception in `on_line`
+    or a KeyboardInterrupt) the workers still running are killed (SIGKILL to their process
+    groups) before this function returns.
+    """
+    if num_processes < 1:
+        raise ValueError(f"launch: num_processes must be >= 1, got {num_processes}")
+    if devices_per_process < 1:
+        raise ValueError(f"launch: devices_per_process must be >= 1, got {devices_per_process}")
+    if timeout <= 0:
+        raise ValueError(f"launch: timeout must be > 0 seconds, got {timeout}")
+    coordinator = f"127.0.0.1:{free_port()}"
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = with_device_count(env.get("XLA_FLAGS", ""), devices_per_process)
+    env["PYTHONUNBUFFERED"] = "1"
+    env[PARENT_ENV] = str(os.getpid())
+    lines: queue.Queue[tuple[int, str | None]] = queue.Queue()
+    stdout: list[list[str]] = [[] for _ in range(num_processes)]
+    stderr: list[list[str]] = [[] for _ in range(num_processes)]
+    processes: list[subprocess.Popen] = []
+    readers: list[threading.Thread] = []
+
+    def read_stdout(i: int, stream: Any) -> None:
+        for line in stream:
+            lines.put((i, line))
+        lines.put((i, None))
+
+    def read_stderr(i: int, stream: Any) -> None:
+        for line in stream:
+            stderr[i].append(line)
+
+    def failure(message: str) -> WorkerFailure:
+        return WorkerFailure(
+            message, [p.poll() for p in processes], ["".join(s) for s in stdout], ["".join(s) for s in stderr]
+        )
+
+    deadline = time.monotonic() + timeout
+    try:
+        for i in range(num_processes):
+            command = [
+                sys.executable, "-u", str(Path(__file__).resolve()),
+                "--process-id", str(i), "--num-processes", str(num_processes),
+                "--coordinator", coordinator, "--devices-per-process", str(devices_per_process),
+                *worker_args,
+            ]  # fmt: skip
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                start_new_session=True,
+            )
+            processes.append(process)
+            for target, stream in ((read_stdout, process.stdout), (read_stderr, process.stderr)):
+                reader = threading.Thread(target=target, args=(i, stream), daemon=True)
+                reader.start()
+                readers.append(reader)
+        open_streams = num_processes
+        while True:
+            if time.monotonic() > deadline:
+                raise failure(f"launch: the {num_processes} workers did not finish within {timeout:g} s")
+            try:
+                i, line = lines.get(timeout=0.05)
+            except queue.Empty:
+                codes = [p.poll() for p in processes]
+                failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+                if failed:
+                    raise failure(f"launch: worker {failed[0][0]} exited with status {failed[0][1]}") from None
+                if open_streams == 0 and all(c == 0 for c in codes):
+                    break
+                continue
+            if line is None:
+                open_streams -= 1
+                continue
+            stdout[i].append(line)
+            if echo and i == 0:
+                print(line, end="", flush=True)
+            if on_line is not None:
+                on_line(i, line.rstrip("\n"), processes)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for process in processes:
+            process.wait(timeout=30)
+        for reader in readers:
+            reader.join(timeout=5)
+    return ["".join(s) for s in stdout]
+
+
+def parse_losses(text: str) -> dict[int, float]:
+    """`{step: loss}` from the `step <s> loss <value>` lines a worker prints."""
+    return {int(s): float(v) for s, v in LOSS_LINE.findall(text)}
+
+
+def parse_checkpoints(text: str) -> list[int]:
+    """The steps of the `checkpoint <s> saved` lines a worker prints, in order."""
+    return [int(s) for s in CHECKPOINT_LINE.findall(text)]
+
+
+# --------------------------------------------------------------------------------------------
+# one worker: jax.distributed, the global mesh, the data-parallel training loop
+# --------------------------------------------------------------------------------------------
+
+
+def initialize_worker(
+    process_id: int, num_processes: int, coordinator: str, devices_per_process: int, *, timeout: int = 60
+) -> None:
+    """Set up this process as worker `process_id` of `num_processes` (before any JAX computation).
+
+    Simulated CPU devices: `devices_per_process` of them, whatever `XLA_FLAGS` said (the flag is
+    read when the backend starts, so this must run first). Cross-process collectives on CPU go
+    through gloo. With one process, `jax.distributed` is not started at all.
+    """
+    os.environ["XLA_FLAGS"] = with_device_count(os.environ.get("XLA_FLAGS", ""), devices_per_process)
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if num_processes > 1:
+        jax.distributed.initialize(
+            coordinator_address=coordinator,
+            num_processes=num_processes,
+            process_id=process_id,
+            initialization_timeout=timeout,
+        )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines the loss curve (the same on every process and every restart)."""
+
+    steps: int = 300
+    batch_size: int = 128
+    hidden: int = 128
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    clip_norm: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "hidden"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"RunConfig: {name} must be >= 1, got {getattr(self, name)}")
+
+
+def init_params(key: jax.Array, sizes: tuple[int, ...]) -> dict[str, dict[str, jax.Array]]:
+    """He-normal weights and zero biases for the layers `sizes[0] → sizes[1] → ... → sizes[-1]`."""
+    params = {}
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+        key, sub = jax.random.split(key)
+        w = jax.random.normal(sub, (n_in, n_out), jnp.float32) * np.float32(np.sqrt(2.0 / n_in))
+        params[f"layer{i}"] = {"w": w, "b": jnp.zeros((n_out,), jnp.float32)}
+    return params
+
+
+def mlp_logits(params: dict[str, dict[str, jax.Array]], x: jax.Array) -> jax.Array:
+    """The ReLU MLP `params` (layers `layer0`, `layer1`, ...) applied to the batch `x`."""
+    layers = [params[f"layer{i}"] for i in range(len(params))]
+    for layer in layers[:-1]:
+        x = jax.nn.relu(x @ layer["w"] + layer["b"][None, :])
+    return x @ layers[-1]["w"] + layers[-1]["b"][None, :]
+
+
+def mlp_loss(params: dict[str, dict[str, jax.Array]], x: jax.Array, y: jax.Array) -> jax.Array:
+    """Mean softmax cross-entropy of the MLP `params` on the batch `(x, y)`."""
+    return cross_entropy(mlp_logits(params, x), y)
+
+
+def batch_rows(config: RunConfig, step: int, num_examples: int) -> np.ndarray:
+    """The training-set rows of the global batch of `step` (0-based): a function of seed and step only."""
+    rng = np.random.default_rng([config.seed, step])
+    return rng.choice(num_examples, size=config.batch_size, replace=False)
+
+
+def process_slice(sharding: NamedSharding, batch_size: int) -> slice:
+    """The contiguous block of the global batch that this process's devices hold under `sharding`."""
+    blocks = {idx[0].indices(batch_size)[:2] for idx in sharding.addressable_devices_indices_map((batch_size,)).values()}
+    lo, hi = min(b[0] for b in blocks), max(b[1] for b in blocks)
+    if sum(b[1] - b[0] for b in blocks) != hi - lo:
+        raise ValueError(f"process_slice: this process's rows {sorted(blocks)} are not one contiguous block")
+    return slice(lo, hi)
+
+
+def make_mesh(devices: Sequence[Any] | None = None) -> Mesh:
+    """A 1-D mesh (axis `data`) over `devices` (default: every device of every process)."""
+    return Mesh(np.array(jax.devices() if devices is None else list(devices)), ("data",))
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(config: RunConfig, mesh: Mesh) -> tuple[gradtx.GradientTransformation, Callable, Callable]:
+    """The optimizer, the sharded init and the jitted train step (cached: one compile per config and mesh)."""
+    tx, _ = make_optimizer(
+        "adamw", config.steps, learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay, clip_norm=config.clip_norm,
+    )  # fmt: skip
+    replicated = NamedSharding(mesh, P())
+    sizes = (64, config.hidden, 10)
+
+    @functools.partial(jax.jit, out_shardings=replicated)
+    def init() -> dict[str, Any]:
+        params = init_params(jax.random.key(config.seed), sizes)
+        return {"params": params, "opt_state": tx.init(params)}
+
+    # params replicated (pure data parallelism); the state is sharded like the params, so also
+    # replicated. The batch is split along `data`: XLA all-reduces the gradients.
+    @functools.partial(jax.jit, out_shardings=(replicated, replicated), donate_argnums=0)
+    def step(state: dict[str, Any], x: jax.Array, y: jax.Array) -> tuple[dict[str, Any], jax.Array]:
+        loss, grads = jax.value_and_grad(mlp_loss)(state["params"], x, y)
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        return {"params": gradtx.apply_updates(state["params"], updates), "opt_state": opt_state}, loss
+
+    return tx, init, step
+
+
+@dataclass
+class TrainResult:
+    """What `train` returns: `{step: loss}` of the steps it ran (1-based), the final state, where it began."""
+
+    losses: dict[int, float] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    start_step: int = 0
+    test_accuracy: float = float("nan")
+
+
+def _checkpoint_manager(directory: str | os.PathLike, every: int = 1) -> Any:
+    import orbax.checkpoint as ocp
+
+    options = ocp.CheckpointManagerOptions(
+        save_interval_steps=every, max_to_keep=None, enable_async_checkpointing=False
+    )
+    return ocp.CheckpointManager(Path(directory).resolve(), options=options)
+
+
+def train(
+    config: RunConfig,
+    mesh: Mesh,
+    *,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int = 0,
+    restore_dir: str | os.PathLike | None = None,
+    restore_step: int | None = None,
+    step_time: float = 0.0,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train on `mesh` (of one or several processes); every process calls this with the same arguments.
+
+    Step `s` (1-based) draws the global batch `batch_rows(config, s - 1, ...)`, each process puts
+    its own rows of it on its devices, and the jitted step updates the replicated state. Logs
+    `step <s> loss <value>` per step and, with `checkpoint_dir`, saves `{params, opt_state}` after
+    every `checkpoint_every` steps (`checkpoint <s> saved` once it is on disk). With `restore_dir`,
+    training starts from that directory's checkpoint `restore_step` (default: its latest) instead of
+    from the initial state; the checkpoint may come from any number of processes and devices.
+    `step_time` (seconds) slows each step down to at least that long (to watch a run, or kill it).
+    """
+    if checkpoint_dir is not None and checkpoint_every < 1:
+        raise ValueError(f"train: checkpoint_every must be >= 1 with a checkpoint_dir, got {checkpoint_every}")
+    if config.batch_size % mesh.size:
+        raise ValueError(
+            f"train: the global batch_size {config.batch_size} must be divisible by the mesh's {mesh.size} devices"
+        )
+    data = load_digits_data(seed=config.seed)
+    _, init, step = _compiled(config, mesh)
+    batch_sharding = NamedSharding(mesh, P("data"))
+    rows = process_slice(batch_sharding, config.batch_size)
+
+    state, start = init(), 0
+    if restore_dir is not None:
+        import orbax.checkpoint as ocp
+
+        with _checkpoint_manager(restore_dir) as restorer:
+            steps = restorer.all_steps()
+            start = restorer.latest_step() if restore_step is None else restore_step
+            if start is None or start not in steps:
+                raise ValueError(f"train: no checkpoint {restore_step} in {restore_dir}; it holds steps {steps}")
+            target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), state)
+            state = restorer.restore(start, args=ocp.args.StandardRestore(target))
+        log(f"restored checkpoint {start} from {restore_dir}")
+    if start > config.steps:
+        raise ValueError(f"train: the checkpoint is at step {start}, past config.steps={config.steps}")
+
+    manager = None
+    if checkpoint_dir is not None:
+        import orbax.checkpoint as ocp
+
+        manager = _checkpoint_manager(checkpoint_dir, checkpoint_every)
+    result = TrainResult(start_step=start)
+    try:
+        for s in range(start + 1, config.steps + 1):
+            began = time.perf_counter()
+            idx = batch_rows(config, s - 1, len(data.y_train))[rows]
+            x = jax.make_array_from_process_local_data(
+                batch_sharding, data.x_train[idx], (config.batch_size, data.num_features)
+            )
+            y = jax.make_array_from_process_local_data(batch_sharding, data.y_train[idx], (config.batch_size,))
+            state, loss = step(state, x, y)
+            result.losses[s] = float(loss)
+            log(f"step {s} loss {result.losses[s]!r}")
+            if manager is not None and s % checkpoint_every == 0:
+                manager.save(s, args=ocp.args.StandardSave(state))
+                manager.wait_until_finished()
+                log(f"checkpoint {s} saved")
+            time.sleep(max(0.0, step_time - (time.perf_counter() - began)))
+    finally:
+        if manager is not None:
+            manager.close()
+    result.state = state
+    # evaluation on the host: the replicated params are whole on every process
+    params = jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), state["params"])
+    logits = np.asarray(_host_logits(params, data.x_test))
+    result.test_accuracy = float(np.mean(np.argmax(logits, axis=-1) == data.y_test))
+    return result
+
+
+_host_logits = jax.jit(mlp_logits)
+
+
+# --------------------------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_args(parser)
+    parser.add_argument("--num-processes", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--devices-per-process", type=int, default=2, help="simulated CPU devices per process")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default 300, 40 with --quick)")
+    parser.add_argument("--batch-size", type=int, default=128, help="global batch, split over all devices")
+    parser.add_argument("--hidden", type=int, default=128, help="hidden units of the MLP")
+    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the schedule")
+    parser.add_argument("--checkpoint-dir", default=None, help="write orbax checkpoints into this folder")
+    parser.add_argument("--checkpoint-every", type=int, default=10, help="steps between checkpoints")
+    parser.add_argument("--restore-dir", default=None, help="resume from a checkpoint in this folder")
+    parser.add_argument("--restore-step", type=int, default=None, help="the checkpoint to resume from (default latest)")
+    parser.add_argument("--step-time", type=float, default=0.0, help="make each step last at least this long (s)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="launcher: kill every worker after this long (s)")
+    parser.add_argument("--process-id", type=int, default=None, help="run as this worker (set by the launcher)")
+    parser.add_argument("--coordinator", default=None, help="worker: HOST:PORT of process 0's coordinator")
+    args = parser.parse_args(argv)
+    if args.steps is None:
+        args.steps = 40 if args.quick else 300
+    for name in ("num_processes", "devices_per_process", "checkpoint_every"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.process_id is not None:
+        if not 0 <= args.process_id < args.num_processes:
+            parser.error(f"--process-id must be in [0, {args.num_processes}), got {args.process_id}")
+        if args.num_processes > 1 and args.coordinator is None:
+            parser.error("a worker of several processes needs --coordinator HOST:PORT")
+    return args
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    return RunConfig(steps=args.steps, batch_size=args.batch_size, hidden=args.hidden,
+                     learning_rate=args.lr, seed=args.seed)  # fmt: skip
+
+
+def worker_args(args: argparse.Namespace) -> list[str]:
+    """The flags the launcher passes on to every worker (the run's config and checkpoint options)."""
+    forwarded = ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--hidden", str(args.hidden),
+                 "--lr", repr(args.lr), "--seed", str(args.seed), "--step-time", repr(args.step_time),
+                 "--checkpoint-every", str(args.checkpoint_every)]  # fmt: skip
+    for flag, value in (("--checkpoint-dir", args.checkpoint_dir), ("--restore-dir", args.restore_dir),
+                        ("--restore-step", args.restore_step)):  # fmt: skip
+        if value is not None:
+            forwarded += [flag, str(value)]
+    return forwarded
+
+
+def run_worker(args: argparse.Namespace) -> TrainResult:
+    """Worker `args.process_id` (or the only process): initialize, train on the global mesh, log."""
+    _exit_with_launcher()
+    initialize_worker(args.process_id or 0, args.num_processes, args.coordinator or "",
+                      args.devices_per_process)  # fmt: skip
+    try:
+        mesh = make_mesh()
+        print(f"process {jax.process_index()}/{jax.process_count()}: {jax.local_device_count()} local devices, "
+              f"mesh data={mesh.size}", flush=True)  # fmt: skip
+        start = time.perf_counter()
+        result = train(
+            config_from_args(args), mesh,
+            checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every,
+            restore_dir=args.restore_dir, restore_step=args.restore_step, step_time=args.step_time,
+            log=lambda line: print(line, flush=True),
+        )  # fmt: skip
+        print(f"test accuracy: {result.test_accuracy:.4f}")
+        print(f"wall time: {time.perf_counter() - start:.1f} s", flush=True)
+        return result
+    finally:
+        if args.num_processes > 1:
+            jax.distributed.shutdown()
+
+
+def plot_losses(losses: dict[int, float], path: Path, title: str) -> None:
+    from _common import plt, save_figure
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    steps = sorted(losses)
+    ax.plot(steps, [losses[s] for s in steps])
+    ax.set(xlabel="step", ylabel="training loss (global batch)", yscale="log", title=title)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.process_id is not None:  # a worker started by the launcher (or by hand on each host)
+        run_worker(args)
+        return
+    title = f"{args.num_processes} process(es) × {args.devices_per_process} devices"
+    if args.num_processes == 1:  # the same run in this one process
+        losses = run_worker(args).losses
+    else:
+        # SIGTERM becomes SystemExit, so that launch()'s clean-up kills the workers
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+        try:
+            outputs = launch(args.num_processes, worker_args(args), devices_per_process=args.devices_per_process,
+                             timeout=args.timeout, echo=True)  # fmt: skip
+        except WorkerFailure as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(1)
+        curves = [parse_losses(out) for out in outputs]
+        if any(c != curves[0] for c in curves[1:]):
+            print("error: the processes saw different loss curves", file=sys.stderr)
+            sys.exit(1)
+        losses = curves[0]
+        print(f"all {args.num_processes} processes saw the same loss curve ({len(losses)} steps)")
+    if losses:
+        path = figure_dir(args.out) / "multiprocess_loss.png"
+        plot_losses(losses, path, title)
+        print(f"figure: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Real multi-process training: 2 processes × 2 CPU devices, `jax.distributed` over gloo on 127.0.0.1.
+
+examples/multiprocess_train.py's launcher starts the workers (a free port per launch, a time
+limit, every worker killed in its clean-up); the single-process references run in this process
+on one device. Checked: the 2-process loss curve equals the 1-process one on the same global
+batches; orbax checkpoints move between 2 processes and 1 process both ways and training resumes on
+the uninterrupted curve; a worker SIGKILLed mid-run loses no checkpoint that was reported saved.
+Across device counts the all-reduce sums in another order, hence 1e-6 relative, not bitwise.
+"""
+
+import importlib
+import os
+import signal
+import sys
+from pathlib import Path
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+pytest.importorskip("orbax.checkpoint")
+pytest.importorskip("sklearn")
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+STEPS, EVERY = 12, 4
+ARGS = ["--steps", str(STEPS), "--batch-size", "64", "--hidden", "64", "--lr", "0.003", "--seed", "0"]
+LAUNCH_TIMEOUT = 150.0  # s per launch of 2 workers (≈ 10 s on an idle machine)
+TEST_TIME_LIMIT = 240  # s, the pytest-level guard around each test
+RTOL = 1e-6
+
+
+@pytest.fixture(autouse=True)
+def hard_time_limit():
+    """SIGALRM raises in the test after TEST_TIME_LIMIT s; launch()'s clean-up then kills the workers."""
+
+    def expire(signum, frame):
+        raise TimeoutError(f"multi-process test exceeded its {TEST_TIME_LIMIT} s limit")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(TEST_TIME_LIMIT)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(scope="module")
+def mp():
+    """examples/multiprocess_train.py, imported (its workers get the repository on PYTHONPATH)."""
+    sys.path.insert(0, str(EXAMPLES))
+    root = str(EXAMPLES.parent)
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, old) if p)
+    try:
+        yield importlib.import_module("multiprocess_train")
+    finally:
+        sys.path.remove(str(EXAMPLES))
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+@pytest.fixture(scope="module")
+def config(mp):
+    return mp.RunConfig(steps=STEPS, batch_size=64, hidden=64, learning_rate=0.003, seed=0)
+
+
+@pytest.fixture(scope="module")
+def one_device(mp):
+    return mp.make_mesh(jax.devices()[:1])
+
+
+@pytest.fixture(scope="module")
+def reference(mp, config, one_device, tmp_path_factory):
+    """The uninterrupted single-process run on one device, with a checkpoint every EVERY steps."""
+    directory = tmp_path_factory.mktemp("ckpt_one_process")
+    result = mp.train(config, one_device, checkpoint_dir=directory, checkpoint_every=EVERY, log=lambda _: None)
+    assert sorted(result.losses) == list(range(1, STEPS + 1))
+    # the curve really descends (a broken step or batch split would not)
+    assert result.losses[STEPS] < 0.75 * result.losses[1], result.losses
+    return result, directory
+
+
+def assert_on_curve(losses, reference_losses, steps):
+    assert sorted(losses) == list(steps), sorted(losses)
+    got = np.array([losses[s] for s in steps])
+    want = np.array([reference_losses[s] for s in steps])
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=0)
+
+
+def test_two_processes_follow_the_one_process_curve_and_their_checkpoints_restore_in_one(
+    mp, config, one_device, reference, tmp_path
+):
+    ref, _ = reference
+    outputs = mp.launch(
+        2, [*ARGS, "--checkpoint-dir", str(tmp_path), "--checkpoint-every", str(EVERY)],
+        devices_per_process=2, timeout=LAUNCH_TIMEOUT,
+    )  # fmt: skip
+    assert "process 0/2: 2 local devices, mesh data=4" in outputs[0]
+    assert "process 1/2: 2 local devices, mesh data=4" in outputs[1]
+    curves = [mp.parse_losses(out) for out in outputs]
+    assert curves[0] == curves[1]  # both processes computed the same global loss, bit for bit
+    assert_on_curve(curves[0], ref.losses, range(1, STEPS + 1))
+    assert mp.parse_checkpoints(outputs[0]) == [EVERY, 2 * EVERY, 3 * EVERY]
+
+    # the 2-process checkpoint of step EVERY restores on 1 device and resumes on the curve
+    resumed = mp.train(config, one_device, restore_dir=tmp_path, restore_step=EVERY, log=lambda _: None)
+    assert resumed.start_step == EVERY
+    assert_on_curve(resumed.losses, ref.losses, range(EVERY + 1, STEPS + 1))
+    # the 2-process final checkpoint holds the 1-process final state (params and Adam moments)
+    final = mp.train(config, one_device, restore_dir=tmp_path, log=lambda _: None)
+    assert final.start_step == STEPS and final.losses == {}
+    chex.assert_trees_all_close(final.state, ref.state, rtol=1e-5, atol=1e-7)
+
+
+def test_one_process_checkpoint_resumes_in_two_and_a_sigkill_loses_no_checkpoint(
+    mp, config, one_device, reference, tmp_path
+):
+    ref, one_process_dir = reference
+    kill_after = 2 * EVERY
+    seen: dict[str, list] = {}
+
+    def kill_worker_1(i, line, processes):
+        seen["processes"] = processes
+        if i == 0 and line == f"checkpoint {kill_after} saved" and "killed" not in seen:
+            os.kill(processes[1].pid, signal.SIGKILL)
+            seen["killed"] = []
+
+    args = [*ARGS, "--restore-dir", str(one_process_dir), "--restore-step", str(EVERY),
+            "--checkpoint-dir", str(tmp_path), "--checkpoint-every", "2", "--step-time", "0.25"]  # fmt: skip
+    with pytest.raises(mp.WorkerFailure, match="exited with status") as failure:
+        mp.launch(2, args, devices_per_process=2, timeout=LAUNCH_TIMEOUT, on_line=kill_worker_1)
+    assert "killed" in seen, failure.value.stdout[0]
+    assert failure.value.returncodes[1] == -signal.SIGKILL
+    assert all(p.poll() is not None for p in seen["processes"])  # the launcher killed the survivor
+
+    # the 1-process checkpoint resumed in 2 processes on the uninterrupted curve, up to the kill
+    out = failure.value.stdout[0]
+    assert f"restored checkpoint {EVERY} from {one_process_dir}" in out
+    losses = mp.parse_losses(out)
+    assert min(losses) == EVERY + 1 and kill_after <= max(losses) < STEPS
+    assert_on_curve(losses, ref.losses, range(EVERY + 1, max(losses) + 1))
+
+    # restart from the last checkpoint on disk: every reported checkpoint survived the kill
+    saved = mp.parse_checkpoints(out)
+    assert saved[:2] == [EVERY + 2, kill_after], saved
+    restarted = mp.train(config, one_device, restore_dir=tmp_path, log=lambda _: None)
+    assert restarted.start_step >= saved[-1]
+    assert_on_curve(restarted.losses, ref.losses, range(restarted.start_step + 1, STEPS + 1))
+    chex.assert_trees_all_close(restarted.state, ref.state, rtol=1e-5, atol=1e-7)
