@@ -6,10 +6,12 @@
 * [`saddle_escape`][gradtx.second_order.saddle_escape]: replaces a vanishing gradient at a strict
   saddle by a step along the most negative curvature direction (Lanczos);
 * [`perturbed_gradient`][gradtx.second_order.perturbed_gradient]: random perturbations when the
-  gradient is small (perturbed gradient descent), for comparison.
+  gradient is small (perturbed gradient descent), for comparison;
+* [`track_sharpness`][gradtx.second_order.track_sharpness]: passes updates through unchanged and
+  measures the top Hessian eigenvalue every few steps (warm-started Lanczos).
 
-All of them need the objective as the extra `update` argument `value_fn` (a function of the
-params alone), except `perturbed_gradient`.
+All of them except `perturbed_gradient` need the objective as the extra `update` argument
+`value_fn` (a function of the params alone).
 """
 
 from gradtx.second_order.newton_cg import NewtonCGState, newton_cg, scale_by_newton_cg
@@ -19,13 +21,16 @@ from gradtx.second_order.saddle import (
     perturbed_gradient,
     saddle_escape,
 )
+from gradtx.second_order.sharpness import SharpnessState, track_sharpness
 
 __all__ = [
     "NewtonCGState",
     "PerturbedGradientState",
     "SaddleEscapeState",
+    "SharpnessState",
     "newton_cg",
     "perturbed_gradient",
     "saddle_escape",
     "scale_by_newton_cg",
+    "track_sharpness",
 ]

@@ -1,0 +1,221 @@
+"""Tests of gradtx.second_order.track_sharpness: pass-through, dense λ_max, warm starts, state, validation."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+import gradtx
+from gradtx.curvature import hessian_operator, lanczos_tridiag
+from gradtx.second_order import SharpnessState, track_sharpness
+
+# --------------------------------------------------------------------------------------------
+# a tiny tanh network (17 params): Lanczos with num_iters = n is exact, jax.hessian is cheap
+# --------------------------------------------------------------------------------------------
+
+X = jax.random.normal(jax.random.key(0), (24, 2))
+Y = jnp.sin(X[:, 0]) * X[:, 1]
+
+
+def tiny_loss(p):
+    h = jnp.tanh(X @ p["w1"] + p["b1"][None])
+    return jnp.mean((h @ p["w2"] + p["b2"] - Y) ** 2)
+
+
+TINY = {
+    "w1": jax.random.normal(jax.random.key(1), (2, 4)),
+    "b1": jnp.zeros(4),
+    "w2": jax.random.normal(jax.random.key(2), (4,)),
+    "b2": jnp.zeros(()),
+}
+N_TINY = 17
+STEPS, EVERY, LR = 10, 3, 0.3
+
+
+def run(tx, f, params, steps):
+    """`steps` updates in one compiled scan; the params before each step and the states after it."""
+
+    @jax.jit
+    def go(params):
+        def step(carry, _):
+            p, s = carry
+            u, s = tx.update(jax.grad(f)(p), s, p, value_fn=f)
+            return (gradtx.apply_updates(p, u), s), (p, s)
+
+        return jax.lax.scan(step, (params, tx.init(params)), None, length=steps)
+
+    return go(params)
+
+
+@jax.jit
+def tiny_hessian(params):
+    flat, unravel = ravel_pytree(params)
+    return jax.hessian(lambda z: tiny_loss(unravel(z)))(flat)
+
+
+def dense_top(params):
+    h = np.asarray(tiny_hessian(params), np.float64)
+    lam, vec = np.linalg.eigh(0.5 * (h + h.T))
+    return lam[-1], vec[:, -1]
+
+
+@pytest.fixture(scope="module")
+def tiny_run():
+    schedule = gradtx.linear_schedule(LR, 0.5 * LR, STEPS)
+    tx = gradtx.chain(track_sharpness(every=EVERY, num_iters=N_TINY, learning_rate=schedule, key=3), gradtx.sgd(LR))
+    (p_end, s_end), (path, states) = run(tx, tiny_loss, TINY, STEPS)
+    return tx, schedule, p_end, s_end, path, states[0]
+
+
+def test_updates_pass_through_bit_for_bit(tiny_run):
+    _, _, p_end, _, _, _ = tiny_run
+    (p_plain, _), _ = run(gradtx.sgd(LR), tiny_loss, TINY, STEPS)
+    chex.assert_trees_all_equal(p_end, p_plain)
+    # one update on its own: the very same numbers come out
+    g = jax.grad(tiny_loss)(TINY)
+    tx = track_sharpness(every=1, num_iters=4)
+    s = tx.init(TINY)
+    assert np.isnan(float(s.sharpness)) and int(s.step) == -1 and np.isnan(float(s.edge_of_stability))
+    chex.assert_trees_all_equal(s.eigenvector, jax.tree.map(jnp.zeros_like, TINY))
+    u, s = jax.jit(lambda g, s, p: tx.update(g, s, p, value_fn=tiny_loss))(g, s, TINY)
+    chex.assert_trees_all_equal(u, g)
+    # measured at step 0; without a learning rate the edge-of-stability ratio stays NaN
+    assert np.isfinite(float(s.sharpness)) and int(s.step) == 0 and np.isnan(float(s.edge_of_stability))
+
+
+def test_sharpness_equals_dense_top_eigenvalue_at_the_measured_steps(tiny_run):
+    _, schedule, _, _, path, states = tiny_run
+    steps = np.asarray(states.step)
+    # the state after update t holds the measurement at the latest multiple of EVERY <= t
+    np.testing.assert_array_equal(steps, (np.arange(STEPS) // EVERY) * EVERY)
+    np.testing.assert_array_equal(np.asarray(states.count), np.arange(1, STEPS + 1))
+    for t in range(0, STEPS, EVERY):
+        params_t = jax.tree.map(lambda a, t=t: a[t], path)
+        lam, vec = dense_top(params_t)
+        for u in range(t, min(t + EVERY, STEPS)):  # unchanged until the next measurement
+            assert float(states.sharpness[u]) == pytest.approx(lam, rel=2e-4, abs=1e-6)
+        v, _ = ravel_pytree(jax.tree.map(lambda a, t=t: a[t], states.eigenvector))
+        assert float(np.linalg.norm(v)) == pytest.approx(1.0, abs=1e-5)
+        assert abs(float(np.dot(np.asarray(v, np.float64), vec))) == pytest.approx(1.0, abs=1e-3)
+        # edge of stability: η(t)·λ_max/2 with the schedule's rate at the measured step
+        assert float(states.edge_of_stability[t]) == pytest.approx(float(schedule(t)) * lam / 2, rel=2e-4)
+
+
+def test_state_is_readable_by_name_in_a_chain(tiny_run):
+    _, _, _, s_end, _, states = tiny_run
+    assert isinstance(s_end[0], SharpnessState)
+    assert float(gradtx.tree.get(s_end, "sharpness")) == float(states.sharpness[-1])
+    assert int(gradtx.tree.get(s_end, "step")) == (STEPS - 1) // EVERY * EVERY
+    assert float(gradtx.tree.get(s_end, "edge_of_stability")) == float(states.edge_of_stability[-1])
+
+
+def test_quadratic_closed_form_and_constant_learning_rate():
+    # f = ½ Σ a_i p_i²: Hessian diag(a), λ_max = 4, eigenvector ±e_2; lr 0.25 -> ratio 0.5
+    a = jnp.array([1.0, 4.0, 2.0])
+    tx = track_sharpness(every=1, num_iters=3, learning_rate=0.25)
+    f = lambda p: 0.5 * jnp.sum(a * p**2)  # noqa: E731
+    p = jnp.array([1.0, -2.0, 0.5])
+    _, s = tx.update(jax.grad(f)(p), tx.init(p), p, value_fn=f)
+    assert float(s.sharpness) == pytest.approx(4.0, rel=1e-6)
+    assert float(s.edge_of_stability) == pytest.approx(0.5, rel=1e-6)
+    np.testing.assert_allclose(np.abs(np.asarray(s.eigenvector)), [0.0, 1.0, 0.0], atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# warm starts on the digits MLP during training
+# --------------------------------------------------------------------------------------------
+
+M_LANCZOS = 30
+
+
+@pytest.mark.slow
+def test_warm_starts_need_at_most_half_the_lanczos_steps_of_cold_starts():
+    """Full-batch GD on a digits MLP (64 → 16 → 10, tanh) with the tracker measuring every 25
+    steps for 200 steps; at each of the 8 later measurements, count the Lanczos steps until the top Ritz value is within
+    1e-3 (relative) of the converged λ_max, from the tracker's stored eigenvector (warm) and from
+    random vectors (cold, mean of 3). Ritz values of the first j steps are the eigenvalues of the
+    leading j×j block of T, so one run of M steps gives the count."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = jnp.asarray(digits.data[:256] / 16.0, jnp.float32)
+    y = jnp.asarray(digits.target[:256])
+
+    def loss(p):
+        h = jnp.tanh(x @ p[0]["w"] + p[0]["b"][None])
+        z = h @ p[1]["w"] + p[1]["b"][None]
+        return jnp.mean(gradtx.losses.softmax_cross_entropy_with_integer_labels(z, y))
+
+    k1, k2 = jax.random.split(jax.random.key(0))
+    params = [
+        {"w": jax.random.normal(k1, (64, 16)) / 8.0, "b": jnp.zeros(16)},
+        {"w": jax.random.normal(k2, (16, 10)) / 4.0, "b": jnp.zeros(10)},
+    ]
+    every, steps, lr = 25, 201, 0.5
+    tx = gradtx.chain(track_sharpness(every=every, num_iters=20, learning_rate=lr), gradtx.sgd(lr))
+    _, (path, states) = run(tx, loss, params, steps)
+
+    @jax.jit
+    def lanczos_from(p, v0s):
+        # converged reference (60 steps) and M_LANCZOS-step runs from each start vector
+        ref = lanczos_tridiag(hessian_operator(loss, p), p, 60)
+        t_ref = jnp.diag(ref.alpha) + jnp.diag(ref.beta, 1) + jnp.diag(ref.beta, -1)
+        runs = jax.vmap(lambda v: lanczos_tridiag(hessian_operator(loss, p), p, M_LANCZOS, v0=v))(v0s)
+        return jnp.linalg.eigvalsh(t_ref)[-1], runs.alpha, runs.beta
+
+    def steps_to_tolerance(alpha, beta, lam):
+        for j in range(1, M_LANCZOS + 1):
+            t = np.diag(alpha[:j]) + np.diag(beta[: j - 1], 1) + np.diag(beta[: j - 1], -1)
+            if abs(np.linalg.eigvalsh(t)[-1] - lam) <= 1e-3 * abs(lam):
+                return j
+        return M_LANCZOS + 1
+
+    warm_total, cold_total = 0, 0.0
+    for t in range(every, steps, every):
+        p_t = jax.tree.map(lambda a, t=t: a[t], path)
+        warm = jax.tree.map(lambda a, t=t: a[t - 1], states[0].eigenvector)  # the measurement at t - every
+        colds = [jax.tree.map(lambda a, k=k: jax.random.normal(k, a.shape), p_t) for k in jax.random.split(jax.random.key(9), 3)]
+        v0s = jax.tree.map(lambda *vs: jnp.stack(vs), warm, *colds)
+        lam, alphas, betas = lanczos_from(p_t, v0s)
+        lam, alphas, betas = float(lam), np.asarray(alphas, np.float64), np.asarray(betas, np.float64)
+        # the tracker's own 20-step estimate is accurate too
+        assert float(states[0].sharpness[t]) == pytest.approx(lam, rel=1e-3)
+        counts = [steps_to_tolerance(alphas[i], betas[i], lam) for i in range(4)]
+        warm_total += counts[0]
+        cold_total += float(np.mean(counts[1:]))
+    assert warm_total <= 0.5 * cold_total, (warm_total, cold_total)
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"every": 0}, ValueError, "every"),
+        ({"every": 2.5}, TypeError, "every"),
+        ({"num_iters": 0}, ValueError, "num_iters"),
+        ({"learning_rate": -0.1}, ValueError, "learning_rate"),
+        ({"learning_rate": "fast"}, TypeError, "learning_rate"),
+        ({"key": "seed"}, TypeError, "key"),
+    ],
+)
+def test_invalid_arguments(kwargs, error, match):
+    with pytest.raises(error, match=rf"track_sharpness: .*{match}"):
+        track_sharpness(**kwargs)
+
+
+def test_update_needs_params_and_value_fn():
+    tx = track_sharpness()
+    s = tx.init(TINY)
+    g = jax.grad(tiny_loss)(TINY)
+    with pytest.raises(ValueError, match=r"track_sharpness\.update: params are required"):
+        tx.update(g, s, None, value_fn=tiny_loss)
+    with pytest.raises(ValueError, match=r"track_sharpness\.update: the objective is required"):
+        tx.update(g, s, TINY)
+    with pytest.raises(TypeError, match=r"track_sharpness\.init: params must be"):
+        tx.init({"n": jnp.arange(3)})
