@@ -416,6 +416,7 @@ def measure_case(
     blocks: int,
     min_block_s: float,
     baseline: str | None = None,
+    floor: str | None = None,
 ) -> dict[str, Any]:
     """Compile and time optax and every gradtx variant on one (optimizer, tree) case.
 
@@ -425,7 +426,9 @@ def measure_case(
     bandwidth measured while it ran. Every variant gets `ratio_vs_optax` (median over blocks of
     its block time over the adjacent optax block time); with `baseline` (a variant's name), every
     other variant also gets `ratio_vs_baseline`, paired the same way against that variant's
-    blocks, and `compile_ratio_vs_baseline`. Returns a JSON-ready dict.
+    blocks, and `compile_ratio_vs_baseline`; with `floor` (the name of the reference variant), every
+    other variant gets `ratio_vs_floor`, paired the same way against the floor's blocks. Returns a
+    JSON-ready dict.
     """
     import optax
 
@@ -486,6 +489,8 @@ def measure_case(
         if baseline is not None and name not in ("optax", baseline):
             entry["ratio_vs_baseline"] = float(np.median(t / np.asarray(times[baseline])))
             entry["compile_ratio_vs_baseline"] = _compile_s(compiled[name]) / _compile_s(compiled[baseline])
+        if floor is not None and name not in ("optax", floor):
+            entry["ratio_vs_floor"] = float(np.median(t / np.asarray(times[floor])))
         result[name] = entry
     if baseline is not None:
         result["baseline"] = baseline

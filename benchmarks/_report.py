@@ -53,18 +53,26 @@ def _highlights(results: dict[str, Any]) -> list[str]:
             f"On {many[0]['tree_label']} (the fused path's target). *Floor* is the cheapest step with "
             "the same params and gradients (`p - lr * g` leaf by leaf through `apply_updates`, no "
             "optimizer state), timed in the same rotation, over optax's step: the lowest ratio any "
-            "optimizer can reach while params and gradients are one array per leaf.",
+            "optimizer can reach while params and gradients are one array per leaf. *Fused / floor* is "
+            "paired the same way (block by block against the floor's blocks); the 1-minute load average "
+            "at the case's start and end is in the last column.",
             "",
-            "| optimizer | step: gradtx (per leaf) / optax | fused / optax | fused / per leaf | floor / optax "
-            "| compile: gradtx / optax, fused / optax |",
-            "|---|---|---|---|---|---|",
+            "| optimizer | ms: optax, fused, floor | step: gradtx (per leaf) / optax | fused / optax "
+            "| fused / per leaf | floor / optax | fused / floor | compile: gradtx / optax, fused / optax | load |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for c in many:
             fl = f"{c[FLOOR]['ratio_vs_optax']:.2f}" if FLOOR in c else "n/a"
+            floor_ms = _ms(c[FLOOR]["median_ms"]) if FLOOR in c else "n/a"
+            vs_floor = c["fused"].get("ratio_vs_floor")
+            load = c.get("load_average_1_5_15")
             out.append(
-                f"| {c['optimizer_label']} | {c['gradtx']['ratio_vs_optax']:.2f} | "
+                f"| {c['optimizer_label']} | {_ms(c['optax']['median_ms'])}, {_ms(c['fused']['median_ms'])}, "
+                f"{floor_ms} | {c['gradtx']['ratio_vs_optax']:.2f} | "
                 f"{c['fused']['ratio_vs_optax']:.2f} | {c['fused']['ratio_vs_baseline']:.2f} | {fl} | "
-                f"{c['gradtx']['compile_ratio_vs_optax']:.2f}, {c['fused']['compile_ratio_vs_optax']:.2f} |"
+                + (f"{vs_floor:.2f}" if vs_floor is not None else "n/a")
+                + f" | {c['gradtx']['compile_ratio_vs_optax']:.2f}, {c['fused']['compile_ratio_vs_optax']:.2f} | "
+                + (f"{load['start'][0]} to {load['end'][0]} |" if load else "n/a |")
             )
     big = [c for c in cases if c["tree"].startswith("leaf_")]
     if big:

@@ -2,7 +2,7 @@
 
 Usage:
 
-    python benchmarks/run.py [--quick] [--json out.json] [--markdown docs/benchmarks.md]
+    python benchmarks/run.py [--quick] [--json out.json] [--markdown docs/benchmarks.md] [--allow-load]
 
 Every case compiles the same training step (`tx.update` + `apply_updates`, params and state
 donated) with gradtx and with optax and times them alternately in one process; the report gives
@@ -20,6 +20,11 @@ which cases it holds.
 
 `--quick` uses small trees and few repeats (a smoke run for CI, well under a minute). Nothing
 here asserts on time: the numbers are reported, never judged.
+
+The 1-minute load average (/proc/loadavg) is recorded before and after every case. A shared,
+loaded machine inflates per-kernel costs unevenly, so `--markdown` refuses to write the report
+from a run (or from `--from-json` results) in which any recorded 1-minute load average exceeded
+`MAX_REPORT_LOAD` (1.0), unless `--allow-load` is given; the JSON is written either way.
 """
 
 from __future__ import annotations
@@ -52,6 +57,34 @@ def _variants() -> dict[str, Any]:
         # same rotation so that its ratio to optax is paired like the others
         FLOOR: lambda opt: gradtx.scale(-1e-3),
     }
+
+
+MAX_REPORT_LOAD = 1.0
+"""Highest 1-minute load average of a run whose Markdown report is written without `--allow-load`."""
+
+
+def max_load(results: dict[str, Any]) -> float:
+    """The highest 1-minute load average recorded in `results` (machine start and end, every case)."""
+    values = [results["machine"]["load_average_1_5_15"][0]]
+    if results["machine"].get("load_average_end"):
+        values.append(results["machine"]["load_average_end"][0])
+    for case in results["cases"]:
+        load = case.get("load_average_1_5_15")
+        if load:
+            values += [load["start"][0], load["end"][0]]
+    return max(values)
+
+
+def report_refusal(results: dict[str, Any], markdown: str, allow_load: bool, json_path: str | None = None) -> str | None:
+    """Why the Markdown report must not be written from `results` (a message), or None to write it."""
+    load = max_load(results)
+    if load <= MAX_REPORT_LOAD or allow_load:
+        return None
+    return (
+        f"run.py: not writing {markdown}: the 1-minute load average reached {load:.2f} during the run (above "
+        f"{MAX_REPORT_LOAD}), so its timings are inflated by other jobs; re-run on a quiet machine, or pass "
+        "--allow-load to write it anyway" + (f" (the results are in {json_path})" if json_path else "") + "."
+    )
 
 
 def _load() -> list[float]:
@@ -107,7 +140,8 @@ def run(quick: bool, only: list[str] | None = None, verbose: bool = True) -> dic
                 continue
             load_start = _load()
             res = h.measure_case(
-                opt, tree, variants, stream=kernel, blocks=blocks, min_block_s=min_block_s, baseline=PER_LEAF
+                opt, tree, variants, stream=kernel, blocks=blocks, min_block_s=min_block_s, baseline=PER_LEAF,
+                floor=FLOOR,
             )
             res["load_average_1_5_15"] = {"start": load_start, "end": _load()}
             cases.append(res)
@@ -119,7 +153,7 @@ def run(quick: bool, only: list[str] | None = None, verbose: bool = True) -> dic
                     for v in VARIANTS
                 )
                 + f" | fused/per-leaf x{res['fused']['ratio_vs_baseline']:.2f}"
-                + f" | floor x{res[FLOOR]['ratio_vs_optax']:.2f}"
+                + f" | floor x{res[FLOOR]['ratio_vs_optax']:.2f}, fused/floor x{res['fused']['ratio_vs_floor']:.2f}"
                 + f" | load {res['load_average_1_5_15']['end']}"
             )
     # the bandwidth again at the end: how much did the machine drift?
@@ -172,6 +206,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--markdown", metavar="PATH", help="write the Markdown report (docs/benchmarks.md)")
     parser.add_argument("--only", nargs="*", help="run only these optimizers/trees (names)")
     parser.add_argument("--from-json", metavar="PATH", help="render the report from saved results; run nothing")
+    parser.add_argument(
+        "--allow-load",
+        action="store_true",
+        help=f"write --markdown even if a 1-minute load average above {MAX_REPORT_LOAD} was recorded",
+    )
     args = parser.parse_args(argv)
     jax.config.update("jax_numpy_rank_promotion", "raise")
     if args.from_json:
@@ -183,6 +222,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
     if args.markdown:
+        refusal = report_refusal(results, args.markdown, args.allow_load, args.json)
+        if refusal:
+            print(refusal, file=sys.stderr)
+            raise SystemExit(2)
         with open(args.markdown, "w") as f:
             f.write(render_markdown(results))
     s = results["summary"]

@@ -29,7 +29,7 @@ def quick_results(tmp_path_factory):
     env = user_env()
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--quick", "--json", str(json_path),
-         "--markdown", str(md_path)],
+         "--markdown", str(md_path), "--allow-load"],  # a shared test machine is rarely quiet
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -75,6 +75,9 @@ def test_ratios_and_fractions_are_finite_and_positive(quick_results):
         # the fused path is also paired against the default (per-leaf) path
         assert case["baseline"] == "gradtx" and "ratio_vs_baseline" not in case["gradtx"]
         assert _positive(case["fused"]["ratio_vs_baseline"]) and _positive(case["fused"]["compile_ratio_vs_baseline"])
+        # ... and against the floor (p - lr * g), block by block
+        assert _positive(case["fused"]["ratio_vs_floor"]) and _positive(case["gradtx"]["ratio_vs_floor"])
+        assert "ratio_vs_floor" not in case["floor"]
         load = case["load_average_1_5_15"]
         assert len(load["start"]) == len(load["end"]) == 3
     for case in results["cases"]:
@@ -125,3 +128,46 @@ def test_subset_report_says_which_cases_it_holds(quick_results, tmp_path):
     assert "--only adam --markdown" in markdown and "were not re-measured" in markdown
     assert all(f"adam on {c['tree_label']}" in markdown for c in subset["cases"])
     assert "were not re-measured" not in _report.render_markdown(results)
+
+
+def _with_loads(results, first, cases, end):
+    """`results` with every recorded 1-minute load average replaced."""
+    machine = dict(results["machine"], load_average_1_5_15=[first, 0.1, 0.1], load_average_end=[end, 0.1, 0.1])
+    return dict(
+        results,
+        machine=machine,
+        cases=[dict(c, load_average_1_5_15={"start": [a, 0, 0], "end": [b, 0, 0]}) for c, (a, b) in zip(results["cases"], cases)],
+    )
+
+
+def test_report_is_refused_from_a_loaded_run(quick_results):
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import run
+
+    results, _, _ = quick_results
+    n = len(results["cases"])
+    quiet = _with_loads(results, 0.4, [(0.5, 0.6)] * n, 0.7)
+    assert run.max_load(quiet) == 0.7
+    assert run.report_refusal(quiet, "docs/benchmarks.md", allow_load=False) is None
+    # one case ending above 1.0 is enough to refuse, with a message naming the load and the way out
+    loaded = _with_loads(results, 0.4, [(0.5, 0.6)] * (n - 1) + [(0.9, 1.7)], 0.7)
+    assert run.max_load(loaded) == 1.7
+    message = run.report_refusal(loaded, "docs/benchmarks.md", allow_load=False, json_path="out.json")
+    assert "docs/benchmarks.md" in message and "1.70" in message and "--allow-load" in message and "out.json" in message
+    assert run.report_refusal(loaded, "docs/benchmarks.md", allow_load=True) is None
+    # the load at the start or the end of the whole run counts too
+    assert run.report_refusal(_with_loads(results, 1.2, [(0.5, 0.6)] * n, 0.7), "x.md", allow_load=False)
+    assert run.report_refusal(_with_loads(results, 0.2, [(0.5, 0.6)] * n, 1.01), "x.md", allow_load=False)
+
+
+def test_many_leaf_table_has_floor_and_fused_over_floor(quick_results):
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import _report
+
+    results, markdown, _ = quick_results
+    assert "| fused / floor |" in markdown
+    for case in results["cases"]:
+        if case["tree"].startswith("leaves_"):
+            row = next(line for line in markdown.splitlines() if line.startswith(f"| {case['optimizer_label']} | "))
+            assert f"| {case['fused']['ratio_vs_floor']:.2f} |" in row
+            assert _report._ms(case["floor"]["median_ms"]) in row
