@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 __all__ = [
+    "Batched",
     "as_args",
     "average_loss",
     "batch_size",
@@ -30,6 +31,7 @@ __all__ = [
     "collect_batches",
     "combine_data",
     "data_loss",
+    "is_stream",
     "loss_from_parts",
     "partition_data",
     "prepare_data",
@@ -122,7 +124,8 @@ def prepare_data(
 ) -> tuple[tuple[tuple[Any, ...], ...], tuple[float, ...]]:
     """Normalize "one batch in `*args`" or "`batches=`" to `(arg_lists, weights)`.
 
-    One batch gives `((args,), (1.0,))`. The arg lists are pytrees (they can be passed through
+    One batch gives `((args,), (1.0,))`; a [`Batched`][gradtx.curvature.Batched] data set is
+    returned as it is, with weights `(1.0,)` (it is swept by `lax.scan`). The arg lists are pytrees (they can be passed through
     `jax.jit` as dynamic arguments); the weights are Python floats (static).
 
     Raises:
@@ -136,11 +139,21 @@ def prepare_data(
             f"{owner}: give either one batch as positional arguments or batches=..., not both "
             f"(got {len(args)} positional argument(s) and batches)"
         )
+    if isinstance(batches, Batched):
+        return batches, (1.0,)  # type: ignore[return-value]  # swept by lax.scan in data_loss
     return collect_batches(owner, batches)
+
+
+def is_stream(batches: Any) -> bool:
+    """Whether `batches=` is a stream to iterate on the host (anything but None and a [`Batched`][gradtx.curvature.Batched])."""
+    return batches is not None and not isinstance(batches, Batched)
 
 
 def data_loss(loss: Callable[..., Any], arg_lists: Sequence[tuple[Any, ...]], weights: Sequence[float]) -> Callable[[Any], Any]:
     """`θ ↦ loss(θ, *args)` for one batch, else the weighted average over the batches."""
+    if isinstance(arg_lists, Batched):
+        stacked = arg_lists
+        return lambda params: stacked.mean(lambda *b: loss(params, *b))
     if len(arg_lists) == 1:
         only = arg_lists[0]
         return lambda params: loss(params, *only)

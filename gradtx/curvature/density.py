@@ -37,6 +37,7 @@ from gradtx.curvature.lanczos import (
     tridiagonal_eigh,
 )
 from gradtx.curvature.operators import bound_hessian_operator, flatten_operator
+from gradtx.curvature.streaming import is_streaming, streamed_hessian
 
 __all__ = [
     "DEFAULT_GRID_SIZE",
@@ -72,6 +73,9 @@ def slq_nodes_weights(
         `(nodes, weights)`, each `(num_runs, min(num_iters, n))`; each row of `weights` sums to 1.
     """
     m = min(num_iters, n)
+    if is_streaming(mv):  # host loop over the runs, each a host loop of compiled Lanczos steps
+        runs = [_slq_run_stream(mv, n, jnp.dtype(dtype), m, k) for k in jax.random.split(key, num_runs)]
+        return jnp.stack([r[0] for r in runs]), jnp.stack([r[1] for r in runs])
 
     def one_run(run_key: jax.Array) -> tuple[jax.Array, jax.Array]:
         key_v, key_l = jax.random.split(run_key)
@@ -81,6 +85,24 @@ def slq_nodes_weights(
         return theta, s[0, :] ** 2
 
     return jax.lax.map(one_run, jax.random.split(key, num_runs))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _rademacher_start(key: jax.Array, n: int, dtype: Any) -> tuple[jax.Array, jax.Array]:
+    key_v, key_l = jax.random.split(key)
+    return jax.random.rademacher(key_v, (n,), jnp.int8).astype(dtype), key_l
+
+
+@jax.jit
+def _quadrature(alpha: jax.Array, beta: jax.Array) -> tuple[jax.Array, jax.Array]:
+    theta, s = tridiagonal_eigh(alpha, beta)
+    return theta, s[0, :] ** 2
+
+
+def _slq_run_stream(mv: Any, n: int, dtype: Any, m: int, run_key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    v0, key_l = _rademacher_start(run_key, n, dtype)
+    res = _lanczos_flat(mv, n, dtype, m, key_l, v0, streaming=True)
+    return _quadrature(res.alpha, res.beta)
 
 
 def _density_on_grid(nodes: jax.Array, weights: jax.Array, grid: Any, sigma: Any) -> tuple[jax.Array, jax.Array]:
@@ -140,7 +162,9 @@ def operator_spectral_density(
     """Smoothed spectral density of a symmetric linear operator by stochastic Lanczos quadrature.
 
     Args and returns as for [`spectral_density`][gradtx.curvature.spectral_density], with the
-    operator given as `matvec(v) -> A v` on pytrees shaped like `template`.
+    operator given as `matvec(v) -> A v` on pytrees shaped like `template`. A
+    [`StreamingOperator`][gradtx.curvature.StreamingOperator] runs the Lanczos steps on the
+    host, one pass over its data per step.
     """
     owner = "operator_spectral_density"
     grid = _check(owner, num_iters, num_runs, grid, sigma)
@@ -148,12 +172,22 @@ def operator_spectral_density(
         raise TypeError(f"{owner}: matvec must be callable, got {type(matvec).__name__}")
     array_grid = None if grid is None or isinstance(grid, int) else grid
 
+    if is_streaming(matvec):
+        mv, n, dtype, _ = flatten_operator(matvec, template)
+        nodes, weights = slq_nodes_weights(mv, n, dtype, num_iters, num_runs, _default_key(key))
+        return _density_jit(nodes, weights, array_grid, sigma, grid_size=grid if array_grid is None else None)
+
     def run(template, key, array_grid, sigma):
         mv, n, dtype, _ = flatten_operator(matvec, template)
         nodes, weights = slq_nodes_weights(mv, n, dtype, num_iters, num_runs, key)
         return _density_on_grid(nodes, weights, grid if array_grid is None else array_grid, sigma)
 
     return jax.jit(run)(template, _default_key(key), array_grid, sigma)
+
+
+@functools.partial(jax.jit, static_argnames=("grid_size",))
+def _density_jit(nodes: jax.Array, weights: jax.Array, array_grid: Any, sigma: Any, grid_size: int | None) -> tuple[jax.Array, jax.Array]:
+    return _density_on_grid(nodes, weights, grid_size if array_grid is None else array_grid, sigma)
 
 
 @functools.partial(jax.jit, static_argnames=("loss", "static", "weights", "num_iters", "num_runs", "grid_size"))
@@ -197,8 +231,11 @@ def spectral_density(
         sigma: standard deviation of the Gaussian broadening, in eigenvalue units (> 0). Default
             None: 1% of the width `θ_max − θ_min` of the Ritz values (1% of `max(|θ|, 1)` when
             they all coincide).
-        batches: instead of `*args`, an iterable of batches; the density is that of the Hessian
-            of the batch-size-weighted average loss. Default None.
+        batches: instead of `*args`, the data set: a [`Batched`][gradtx.curvature.Batched]
+            (scanned in one jit) or a stream (list, loader, generator factory; see
+            [`gradtx.curvature.streaming`][gradtx.curvature.streaming]: each Lanczos step is
+            one pass over the data). The density is that of the Hessian of the
+            batch-size-weighted average loss. Default None.
 
     Returns:
         `(grid, density)`, two 1-D arrays of the same length. When a user grid misses all the
@@ -211,6 +248,10 @@ def spectral_density(
     owner = "spectral_density"
     grid = _check(owner, num_iters, num_runs, grid, sigma)
     loss = static_callable(owner, "loss", loss)
+    streamed = streamed_hessian(owner, loss, params, args, batches)
+    if streamed is not None:
+        return operator_spectral_density(streamed, params, num_iters=num_iters, num_runs=num_runs, key=key,
+                                         grid=grid, sigma=sigma)
     data, weights = prepare_data(owner, args, batches)
     arrays, static = partition_data(data)
     grid_size = DEFAULT_GRID_SIZE if grid is None else (grid if isinstance(grid, int) else None)

@@ -41,6 +41,7 @@ from jax.flatten_util import ravel_pytree
 from gradtx._validation import check_int
 from gradtx.curvature.data import partition_data, prepare_data, static_callable
 from gradtx.curvature.operators import bound_hessian_operator, flatten_operator, unraveler
+from gradtx.curvature.streaming import is_streaming, krylov_loop, streamed_gradient, streamed_hessian
 
 __all__ = [
     "DEFAULT_NUM_ITERS",
@@ -77,60 +78,88 @@ def _default_key(key: Any) -> jax.Array:
     return jax.random.PRNGKey(0) if key is None else key
 
 
-def _lanczos_flat(mv: Callable[[jax.Array], jax.Array], n: int, dtype: Any, m: int, key: jax.Array, v0: jax.Array | None) -> LanczosResult:
-    """Core Lanczos with full reorthogonalization on flat vectors (m <= n)."""
+def _lanczos_start(n: int, dtype: Any, m: int, key: jax.Array, v0: jax.Array | None) -> tuple[jax.Array, ...]:
+    """The Lanczos carry `(basis, alpha, beta, v, anorm, phase)` before the first step."""
     key_start, key_restart = jax.random.split(key)
-    eps = jnp.finfo(dtype).eps
-    tiny = jnp.finfo(dtype).tiny
     if v0 is None:
         v0 = jax.random.normal(key_start, (n,), dtype)
     v0 = v0.astype(dtype)
     v0_norm = jnp.linalg.norm(v0)
     # a zero start vector is replaced by e_1 rather than dividing by zero
     v0 = jnp.where(v0_norm > 0, v0 / jnp.where(v0_norm > 0, v0_norm, 1), jnp.zeros((n,), dtype).at[0].set(1))
-
-    def project_out(basis: jax.Array, w: jax.Array) -> jax.Array:
-        # classical Gram-Schmidt against every stored row (rows not yet filled are zero), twice
-        for _ in range(2):
-            w = w - jnp.matmul(jnp.matmul(basis, w, precision=_HIGHEST), basis, precision=_HIGHEST)
-        return w
-
     # restart vectors after breakdown: a cheap counter-based pseudo-random vector (a sine hash of
     # the index, the step and a key-derived phase), projected out of the basis twice; it only has
     # to avoid the span of the basis, and it compiles much faster than a threefry draw in the loop
     phase = jax.random.uniform(key_restart, (), dtype) * 100
-    index = jnp.arange(1, n + 1, dtype=dtype)
+    return (jnp.zeros((m, n), dtype), jnp.zeros((m,), dtype), jnp.zeros((m,), dtype), v0, jnp.zeros((), dtype), phase)
 
-    def restart(j: jax.Array, basis: jax.Array) -> jax.Array:
+
+def _project_out(basis: jax.Array, w: jax.Array) -> jax.Array:
+    # classical Gram-Schmidt against every stored row (rows not yet filled are zero), twice
+    for _ in range(2):
+        w = w - jnp.matmul(jnp.matmul(basis, w, precision=_HIGHEST), basis, precision=_HIGHEST)
+    return w
+
+
+def _lanczos_query(j: Any, carry: tuple[jax.Array, ...]) -> jax.Array:
+    return carry[3]
+
+
+def _lanczos_update(j: Any, carry: tuple[jax.Array, ...], w: jax.Array) -> tuple[jax.Array, ...]:
+    """One Lanczos step given `w = A v_j` (three-term recurrence, full reorthogonalization, restart)."""
+    basis, alpha, beta, v, anorm, phase = carry
+    n, dtype = basis.shape[1], basis.dtype
+    eps, tiny = jnp.finfo(dtype).eps, jnp.finfo(dtype).tiny
+    basis = basis.at[j].set(v)
+    a = jnp.vdot(v, w)
+    b_prev = jnp.where(j > 0, beta[jnp.maximum(j - 1, 0)], 0)
+    w = w - a * v - b_prev * basis[jnp.maximum(j - 1, 0)]
+    w = _project_out(basis, w)
+    b = jnp.linalg.norm(w)
+    anorm = jnp.maximum(anorm, jnp.abs(a) + b + b_prev)
+    broke = b <= 10 * eps * jnp.sqrt(jnp.asarray(n, dtype)) * anorm
+
+    def restart() -> jax.Array:
+        index = jnp.arange(1, n + 1, dtype=dtype)
         x = jnp.sin(index * 12.9898 + (j + 1).astype(dtype) * 78.233 + phase) * 43758.5453
-        r = project_out(basis, x - jnp.floor(x) - 0.5)
+        r = _project_out(basis, x - jnp.floor(x) - 0.5)
         return r / jnp.maximum(jnp.linalg.norm(r), tiny)
 
-    def body(j, carry):
-        basis, alpha, beta, v, anorm = carry
-        basis = basis.at[j].set(v)
-        w = mv(v)
-        a = jnp.vdot(v, w)
-        b_prev = jnp.where(j > 0, beta[jnp.maximum(j - 1, 0)], 0)
-        w = w - a * v - b_prev * basis[jnp.maximum(j - 1, 0)]
-        w = project_out(basis, w)
-        b = jnp.linalg.norm(w)
-        anorm = jnp.maximum(anorm, jnp.abs(a) + b + b_prev)
-        broke = b <= 10 * eps * jnp.sqrt(jnp.asarray(n, dtype)) * anorm
-        v_next = lax.cond(broke, lambda: restart(j, basis), lambda: w / jnp.where(broke, 1, b))
-        alpha = alpha.at[j].set(a)
-        beta = beta.at[j].set(jnp.where(broke, 0, b))
-        return basis, alpha, beta, v_next, anorm
+    v_next = lax.cond(broke, restart, lambda: w / jnp.where(broke, 1, b))
+    alpha = alpha.at[j].set(a)
+    beta = beta.at[j].set(jnp.where(broke, 0, b))
+    return basis, alpha, beta, v_next, anorm, phase
 
-    init = (
-        jnp.zeros((m, n), dtype),
-        jnp.zeros((m,), dtype),
-        jnp.zeros((m,), dtype),
-        v0,
-        jnp.zeros((), dtype),
-    )
-    basis, alpha, beta, _, _ = lax.fori_loop(0, m, body, init)
+
+def _lanczos_flat(mv: Callable[[jax.Array], jax.Array], n: int, dtype: Any, m: int, key: jax.Array, v0: jax.Array | None,
+                  *, streaming: bool = False) -> LanczosResult:
+    """Core Lanczos with full reorthogonalization on flat vectors (m <= n).
+
+    Traceable (one `lax.fori_loop`) unless `streaming`: then `mv` is a host-level streaming
+    operator and the steps run as a host loop of compiled updates (do not call it under `jit`).
+    """
+    if streaming:
+        carry = _lanczos_start_jit(n, jnp.dtype(dtype), m, key, v0)
+    else:
+        carry = _lanczos_start(n, dtype, m, key, v0)
+    basis, alpha, beta, *_ = krylov_loop(mv, _lanczos_query, _lanczos_update, carry, m, streaming=streaming)
     return LanczosResult(alpha=alpha, beta=beta[: m - 1], basis=basis)
+
+
+_lanczos_start_jit = jax.jit(_lanczos_start, static_argnums=(0, 1, 2))
+
+
+def _run_lanczos(matvec: Callable[[Any], Any], template: Any, m: int, key: jax.Array, v0_flat: jax.Array | None) -> LanczosResult:
+    """`m` Lanczos steps on a pytree operator: one jitted program, or a host loop for a streaming operator."""
+    if is_streaming(matvec):
+        mv, n, dtype, _ = flatten_operator(matvec, template)
+        return _lanczos_flat(mv, n, dtype, min(m, n), key, v0_flat, streaming=True)
+
+    def run(template, key, v0_flat):
+        mv, n, dtype, _ = flatten_operator(matvec, template)
+        return _lanczos_flat(mv, n, dtype, min(m, n), key, v0_flat)
+
+    return jax.jit(run)(template, key, v0_flat)
 
 
 def _check_num_iters(owner: str, num_iters: Any) -> None:
@@ -169,12 +198,7 @@ def lanczos_tridiag(
     if not callable(matvec):
         raise TypeError(f"lanczos_tridiag: matvec must be callable, got {type(matvec).__name__}")
     v0_flat = None if v0 is None else ravel_pytree(v0)[0]
-
-    def run(template, key, v0_flat):
-        mv, n, dtype, _ = flatten_operator(matvec, template)
-        return _lanczos_flat(mv, n, dtype, min(num_iters, n), key, v0_flat)
-
-    return jax.jit(run)(template, _default_key(key), v0_flat)
+    return _run_lanczos(matvec, template, num_iters, _default_key(key), v0_flat)
 
 
 def tridiagonal_eigh(alpha: jax.Array, beta: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -266,11 +290,7 @@ def operator_eigsh(
     n = _dimension(owner, template)
     _check_eig_args(owner, k, which, num_iters, n)
 
-    def run(template, key):
-        mv, n, dtype, _ = flatten_operator(matvec, template)
-        return _lanczos_flat(mv, n, dtype, min(num_iters, n), key, None)
-
-    res = jax.jit(run)(template, _default_key(key))
+    res = _run_lanczos(matvec, template, num_iters, _default_key(key), None)
     return _ritz_pairs(res, template, k=k, which=which)
 
 
@@ -304,12 +324,23 @@ def hessian_lanczos(loss, params, arrays, static, weights, key, num_iters: int) 
 def run_hessian_lanczos(
     owner: str, loss: Any, params: Any, args: tuple[Any, ...], batches: Any, key: Any, num_iters: int
 ) -> tuple[Any, LanczosResult]:
-    """Validate, bind the data and run `hessian_lanczos`; returns `(gradient, LanczosResult)`."""
+    """Validate, bind the data and run `hessian_lanczos`; returns `(gradient, LanczosResult)`.
+
+    One batch (`args`) or a [`Batched`][gradtx.curvature.Batched] data set: one compiled call.
+    A stream (`batches=` list, loader, generator factory): the Lanczos steps run on the host
+    around the streaming Hessian product, and the gradient is the batch-size-weighted mean of
+    the per-batch gradients (one more pass over the data).
+    """
     loss = static_callable(owner, "loss", loss)
     _check_num_iters(owner, num_iters)
+    n = _dimension(owner, params)
+    streamed = streamed_hessian(owner, loss, params, args, batches)
+    if streamed is not None:  # a stream: one pass for the gradient, one per Lanczos step
+        mv, n, dtype, _ = flatten_operator(streamed, params)
+        res = _lanczos_flat(mv, n, dtype, min(num_iters, n), _default_key(key), None, streaming=True)
+        return streamed_gradient(owner, loss, params, batches), res
     data, weights = prepare_data(owner, args, batches)
     arrays, static = partition_data(data)
-    n = _dimension(owner, params)
     # clip before it becomes a static argument, so that e.g. num_iters=100 and 200 share a compile
     return hessian_lanczos(loss, params, arrays, static, weights, _default_key(key), min(num_iters, n))
 

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from gradtx.curvature.data import (
+    Batched,
     as_args,
     bind_loss,
     combine_data,
@@ -22,11 +23,15 @@ from gradtx.curvature.data import (
     prepare_data,
     static_callable,
 )
-from gradtx.curvature.streaming import is_streaming
+from gradtx.curvature.streaming import (
+    HessianProduct,
+    data_operator,
+    is_streaming,
+    streamed_hessian,
+)
 
 __all__ = [
-    "HessianProduct",
-    "LossGradient",
+    "GaussNewtonProduct",
     "bound_hessian_operator",
     "flatten_operator",
     "gauss_newton_operator",
@@ -37,48 +42,6 @@ __all__ = [
 ]
 
 Matvec = Callable[[Any], Any]
-
-
-class HessianProduct:
-    """The per-batch Hessian-vector product `(params, v, *batch) ↦ ∇²L(params; batch) v` of a loss.
-
-    Forward-over-reverse (`jax.jvp` of `jax.grad`). Two instances for the same loss are equal
-    (and hash alike), so compiled streaming steps are reused across calls. Use it as the
-    `product` of [`data_operator`][gradtx.curvature.data_operator].
-    """
-
-    __slots__ = ("loss",)
-
-    def __init__(self, loss: Callable[..., Any]):
-        self.loss = loss
-
-    def __call__(self, params: Any, v: Any, *batch: Any) -> Any:
-        v = jax.tree.map(lambda p, x: x.astype(jnp.result_type(p)), params, v)
-        return jax.jvp(lambda p: jax.grad(self.loss)(p, *batch), (params,), (v,))[1]
-
-    def __hash__(self) -> int:
-        return hash((HessianProduct, self.loss))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, HessianProduct) and other.loss == self.loss
-
-
-class LossGradient:
-    """`(params, *batch) ↦ ∇L(params; batch)`, hashed by the loss (a `stream_mean` function)."""
-
-    __slots__ = ("loss",)
-
-    def __init__(self, loss: Callable[..., Any]):
-        self.loss = loss
-
-    def __call__(self, params: Any, *batch: Any) -> Any:
-        return jax.grad(self.loss)(params, *batch)
-
-    def __hash__(self) -> int:
-        return hash((LossGradient, self.loss))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, LossGradient) and other.loss == self.loss
 
 
 def flatten_operator(matvec: Matvec, template: Any) -> tuple[Callable[[jax.Array], jax.Array], int, Any, Callable[[jax.Array], Any]]:
@@ -130,7 +93,16 @@ def unraveler(template: Any) -> Callable[[jax.Array], Any]:
 
 
 def bound_hessian_operator(loss: Callable[..., Any], params: Any, arrays: Any, static: Any, weights: tuple[float, ...]) -> tuple[Any, Matvec]:
-    """`(∇L(θ), v ↦ ∇²L(θ) v)` for a loss bound to data split by `data.partition_data` (traceable)."""
+    """`(∇L(θ), v ↦ ∇²L(θ) v)` for a loss bound to data split by `data.partition_data` (traceable).
+
+    For a [`Batched`][gradtx.curvature.Batched] data set the gradient and every product are
+    `lax.scan` sweeps over its batches (one batch's activations in memory at a time).
+    """
+    data = combine_data(arrays, static)
+    if isinstance(data, Batched):
+        product = HessianProduct(loss)
+        grad = data.mean(lambda *b: jax.grad(loss)(params, *b))
+        return grad, lambda v: data.mean(lambda *b: product(params, v, *b))
     f = loss_from_parts(loss, arrays, static, weights)
     return jax.linearize(jax.grad(f), params)
 
@@ -183,6 +155,9 @@ def hvp(loss: Callable[..., Any], params: Any, v: Any, *args: Any, batches: Iter
         Array([6., 0.], dtype=float32)
     """
     loss = static_callable("hvp", "loss", loss)
+    streamed = streamed_hessian("hvp", loss, params, args, batches)
+    if streamed is not None:
+        return streamed(_match_tangent("hvp", params, v))
     data, weights = prepare_data("hvp", args, batches)
     v = _match_tangent("hvp", params, v)
     arrays, static = partition_data(data)
@@ -220,7 +195,12 @@ def hessian_operator(loss: Callable[..., Any], params: Any, *args: Any, batches:
     References:
         Pearlmutter, *Fast exact multiplication by the Hessian*, Neural Computation 6(1), 1994.
     """
-    f = bind_loss("hessian_operator", loss, args, batches)
+    owner = "hessian_operator"
+    if not callable(loss):
+        raise TypeError(f"{owner}: loss must be a callable loss(params, *args), got {type(loss).__name__}")
+    if batches is not None:
+        return data_operator(owner, HessianProduct(static_callable(owner, "loss", loss)), params, args, batches)
+    f = bind_loss(owner, loss, args, batches)
     _, lin = jax.linearize(jax.grad(f), params)
 
     def matvec(v: Any) -> Any:
@@ -245,6 +225,26 @@ def _gn_single(model_fn: Callable[..., Any], loss_fn: Callable[[Any, Any], Any],
         return out
 
     return matvec
+
+
+class GaussNewtonProduct:
+    """The per-batch Gauss-Newton product `(params, v, *batch) ↦ Jᵀ H_ℓ J v` (hashed by the two functions)."""
+
+    __slots__ = ("loss_fn", "model_fn")
+
+    def __init__(self, model_fn: Callable[..., Any], loss_fn: Callable[[Any, Any], Any]):
+        self.model_fn = model_fn
+        self.loss_fn = loss_fn
+
+    def __call__(self, params: Any, v: Any, *batch: Any) -> Any:
+        v = jax.tree.map(lambda p, x: x.astype(jnp.result_type(p)), params, v)
+        return _gn_single(self.model_fn, self.loss_fn, params, batch)(v)
+
+    def __hash__(self) -> int:
+        return hash((GaussNewtonProduct, self.model_fn, self.loss_fn))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GaussNewtonProduct) and (other.model_fn, other.loss_fn) == (self.model_fn, self.loss_fn)
 
 
 def gauss_newton_operator(
@@ -289,6 +289,9 @@ def gauss_newton_operator(
     owner = "gauss_newton_operator"
     if not callable(model_fn) or not callable(loss_fn):
         raise TypeError(f"{owner}: model_fn and loss_fn must be callables")
+    if batches is not None:
+        product = GaussNewtonProduct(static_callable(owner, "model_fn", model_fn), static_callable(owner, "loss_fn", loss_fn))
+        return data_operator(owner, product, params, args, batches)
     data, weights = prepare_data(owner, args, batches)
     return _gn_operator(model_fn, loss_fn, params, data, weights)
 
@@ -346,6 +349,9 @@ def gnvp(
     owner = "gnvp"
     model_fn = static_callable(owner, "model_fn", model_fn)
     loss_fn = static_callable(owner, "loss_fn", loss_fn)
+    if batches is not None:
+        return data_operator(owner, GaussNewtonProduct(model_fn, loss_fn), params, args, batches)(
+            _match_tangent(owner, params, v))
     data, weights = prepare_data(owner, args, batches)
     if any(len(a) < 1 for a in data):
         raise ValueError(f"{owner}: a batch must hold at least the targets: args = (*inputs, targets)")

@@ -53,9 +53,19 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from gradtx.curvature.data import Batched, as_args, batch_size, combine_data, partition_data, static_callable
+from gradtx.curvature.data import (
+    Batched,
+    as_args,
+    batch_size,
+    combine_data,
+    is_stream,
+    partition_data,
+    static_callable,
+)
 
 __all__ = [
+    "HessianProduct",
+    "LossGradient",
     "StreamingOperator",
     "batch_stream",
     "data_operator",
@@ -63,7 +73,70 @@ __all__ = [
     "krylov_loop",
     "krylov_while",
     "stream_mean",
+    "streamed_gradient",
+    "streamed_hessian",
 ]
+
+
+class HessianProduct:
+    """The per-batch Hessian-vector product `(params, v, *batch) ↦ ∇²L(params; batch) v` of a loss.
+
+    Forward-over-reverse (`jax.jvp` of `jax.grad`). Two instances for the same loss are equal
+    (and hash alike), so compiled streaming steps are reused across calls. Use it as the
+    `product` of [`data_operator`][gradtx.curvature.data_operator].
+    """
+
+    __slots__ = ("loss",)
+
+    def __init__(self, loss: Callable[..., Any]):
+        self.loss = loss
+
+    def __call__(self, params: Any, v: Any, *batch: Any) -> Any:
+        v = jax.tree.map(lambda p, x: x.astype(jnp.result_type(p)), params, v)
+        return jax.jvp(lambda p: jax.grad(self.loss)(p, *batch), (params,), (v,))[1]
+
+    def __hash__(self) -> int:
+        return hash((HessianProduct, self.loss))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, HessianProduct) and other.loss == self.loss
+
+
+class LossGradient:
+    """`(params, *batch) ↦ ∇L(params; batch)`, hashed by the loss (a `stream_mean` function)."""
+
+    __slots__ = ("loss",)
+
+    def __init__(self, loss: Callable[..., Any]):
+        self.loss = loss
+
+    def __call__(self, params: Any, *batch: Any) -> Any:
+        return jax.grad(self.loss)(params, *batch)
+
+    def __hash__(self) -> int:
+        return hash((LossGradient, self.loss))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LossGradient) and other.loss == self.loss
+
+
+def streamed_hessian(owner: str, loss: Callable[..., Any], params: Any, args: tuple[Any, ...], batches: Any) -> Any:
+    """The Hessian as a [`StreamingOperator`][gradtx.curvature.StreamingOperator] when `batches=` is a
+    stream (a list, loader, generator factory, iterator), else None (then bind the data in a jitted core).
+
+    Raises:
+        ValueError: both `args` and a stream given.
+    """
+    if not is_stream(batches):
+        return None
+    loss = static_callable(owner, "loss", loss)
+    return data_operator(owner, HessianProduct(loss), params, args, batches)
+
+
+def streamed_gradient(owner: str, loss: Callable[..., Any], params: Any, batches: Any) -> Any:
+    """`Σ_i (n_i/N) ∇L(θ; B_i)`, one pass over a stream (a pytree like `params`)."""
+    loss = static_callable(owner, "loss", loss)
+    return stream_mean(owner, LossGradient(loss), params, batch_stream(owner, batches), params)
 
 
 def _is_traced(tree: Any) -> bool:

@@ -28,6 +28,7 @@ from gradtx._validation import check_int
 from gradtx.curvature.data import partition_data, prepare_data, static_callable
 from gradtx.curvature.lanczos import _default_key
 from gradtx.curvature.operators import bound_hessian_operator, flatten_operator
+from gradtx.curvature.streaming import is_streaming, streamed_hessian
 
 __all__ = [
     "DEFAULT_NUM_SAMPLES",
@@ -77,6 +78,51 @@ def _trace_flat(mv: Callable[[jax.Array], jax.Array], n: int, dtype: Any, num_sa
     return low_rank + residual
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _probes(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
+    return _rademacher(key, shape, dtype)
+
+
+@jax.jit
+def _quadratic_mean(z: jax.Array, az: jax.Array) -> jax.Array:
+    return jnp.mean(jnp.sum(z * az, axis=1))
+
+
+@jax.jit
+def _range_basis(a_s: jax.Array) -> jax.Array:
+    q, _ = jnp.linalg.qr(a_s.T)
+    return q.T
+
+
+@jax.jit
+def _deflate(g: jax.Array, qt: jax.Array) -> jax.Array:
+    hi = jax.lax.Precision.HIGHEST
+    return g - jnp.matmul(jnp.matmul(g, qt.T, precision=hi), qt, precision=hi)
+
+
+@jax.jit
+def _hutchpp_total(qt: jax.Array, a_q: jax.Array, g: jax.Array, a_g: jax.Array) -> jax.Array:
+    return jnp.sum(qt * a_q) + jnp.sum(g * a_g) / g.shape[0]
+
+
+def _trace_stream(op: Any, n: int, dtype: Any, num_samples: int, key: jax.Array, method: str) -> jax.Array:
+    """`_trace_flat` for a host-level streaming operator: every block of probes is one `matmat`,
+    i.e. one pass over the data (Hutchinson: one pass; Hutch++: three)."""
+    dtype = jnp.dtype(dtype)
+    if method == "hutchinson":
+        z = _probes(key, (num_samples, n), dtype)
+        return _quadratic_mean(z, op.matmat(z))
+    k = num_samples // 3
+    m3 = num_samples - 2 * k
+    key_s, key_g = jax.random.split(key)
+    s = _probes(key_s, (k, n), dtype)
+    g = _probes(key_g, (m3, n), dtype)
+    qt = _range_basis(op.matmat(s))
+    a_q = op.matmat(qt)
+    g = _deflate(g, qt)
+    return _hutchpp_total(qt, a_q, g, op.matmat(g))
+
+
 def operator_trace(
     matvec: Callable[[Any], Any],
     template: Any,
@@ -90,6 +136,9 @@ def operator_trace(
         matvec: linear map `v ↦ A v` on pytrees shaped like `template` (it is `jax.vmap`-ed over
             the probes).
         template: a pytree of float arrays fixing the space.
+            A [`StreamingOperator`][gradtx.curvature.StreamingOperator] is applied to all the
+            probes of a block at once (`matmat`: one pass over the data for Hutchinson, three for
+            Hutch++).
         num_samples: number of operator products (static int ≥ 1; ≥ 3 for `"hutch++"`).
             Default 100.
         key: PRNG key for the Rademacher probes. Default None (`jax.random.PRNGKey(0)`).
@@ -106,6 +155,10 @@ def operator_trace(
     _check("operator_trace", num_samples, method)
     if not callable(matvec):
         raise TypeError(f"operator_trace: matvec must be callable, got {type(matvec).__name__}")
+
+    if is_streaming(matvec):
+        mv, n, dtype, _ = flatten_operator(matvec, template)
+        return _trace_stream(mv, n, dtype, num_samples, _default_key(key), method)
 
     def run(template, key):
         mv, n, dtype, _ = flatten_operator(matvec, template)
@@ -144,8 +197,11 @@ def hessian_trace(
             Default 100.
         key: PRNG key for the probes. Default None (`jax.random.PRNGKey(0)`).
         method: `"hutchinson"` or `"hutch++"`. Default `"hutchinson"`.
-        batches: instead of `*args`, an iterable of batches; the trace is that of the Hessian of
-            the batch-size-weighted average loss. Default None.
+        batches: instead of `*args`, the data set: a [`Batched`][gradtx.curvature.Batched]
+            (scanned in one jit) or a stream (list, loader, generator factory; see
+            [`gradtx.curvature.streaming`][gradtx.curvature.streaming]), whose probes share
+            passes over the data (one for Hutchinson, three for Hutch++). The trace is that of
+            the Hessian of the batch-size-weighted average loss. Default None.
 
     Returns:
         A scalar estimate of `tr ∇²L(θ)`.
@@ -170,6 +226,9 @@ def hessian_trace(
     owner = "hessian_trace"
     _check(owner, num_samples, method)
     loss = static_callable(owner, "loss", loss)
+    streamed = streamed_hessian(owner, loss, params, args, batches)
+    if streamed is not None:
+        return operator_trace(streamed, params, num_samples=num_samples, key=key, method=method)
     data, weights = prepare_data(owner, args, batches)
     arrays, static = partition_data(data)
     return _hessian_trace_core(loss, params, arrays, static, weights, _default_key(key), num_samples=num_samples, method=method)
