@@ -43,6 +43,7 @@ from gradtx.curvature.operators import (
     hessian_operator,
     hvp,
 )
+from gradtx.curvature.residuals import ritz_residuals
 from gradtx.curvature.solve import SOLVE_METHODS, SolveReport, inverse_hvp, solve
 from gradtx.curvature.streaming import (
     StreamingOperator,
@@ -89,6 +90,7 @@ __all__ = [
     "operator_eigsh",
     "operator_spectral_density",
     "operator_trace",
+    "ritz_residuals",
     "slq_nodes_weights",
     "solve",
     "spectral_density",

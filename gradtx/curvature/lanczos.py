@@ -40,7 +40,8 @@ from jax.flatten_util import ravel_pytree
 
 from gradtx._validation import check_int
 from gradtx.curvature.data import partition_data, prepare_data, static_callable
-from gradtx.curvature.operators import bound_hessian_operator, flatten_operator, unraveler
+from gradtx.curvature.operators import bound_hessian_operator, flatten_operator, hessian_operator, unraveler
+from gradtx.curvature.residuals import ritz_residuals
 from gradtx.curvature.streaming import is_streaming, krylov_loop, streamed_gradient, streamed_hessian
 
 __all__ = [
@@ -243,7 +244,8 @@ def operator_eigsh(
     which: str = "LA",
     num_iters: int = DEFAULT_NUM_ITERS,
     key: jax.Array | None = None,
-) -> tuple[jax.Array, Any]:
+    return_residuals: bool = False,
+) -> tuple[Any, ...]:
     """`k` extreme eigenpairs of a symmetric linear operator, matrix-free, by Lanczos.
 
     Runs `min(num_iters, n)` Lanczos steps with full reorthogonalization from a random start
@@ -260,9 +262,14 @@ def operator_eigsh(
         num_iters: Lanczos steps = calls to `matvec` (static int ≥ k); clipped to the dimension
             `n`. Default 100. Memory is `min(num_iters, n) × n` numbers.
         key: PRNG key for the start vector. Default None (`jax.random.PRNGKey(0)`).
+        return_residuals: also return the residual norms `‖A v_i − θ_i v_i‖` from `k` explicit
+            operator products (see [`ritz_residuals`][gradtx.curvature.ritz_residuals]): `A` has an
+            eigenvalue within `residuals[i]` of `eigenvalues[i]`, converged or not (Parlett 1998,
+            §4.5). Default False.
 
     Returns:
-        `(eigenvalues, eigenvectors)`: `eigenvalues` has shape `(k,)` and, as in
+        `(eigenvalues, eigenvectors)`, or `(eigenvalues, eigenvectors, residuals)` (shape `(k,)`)
+        with `return_residuals=True`: `eigenvalues` has shape `(k,)` and, as in
         `scipy.sparse.linalg.eigsh`, is sorted in ascending algebraic order for every `which`
         (so for `"LA"` the largest is `eigenvalues[-1]`, for `"SA"` the smallest is
         `eigenvalues[0]`); `eigenvectors` is a pytree like `template` whose leaves have a leading
@@ -291,7 +298,10 @@ def operator_eigsh(
     _check_eig_args(owner, k, which, num_iters, n)
 
     res = _run_lanczos(matvec, template, num_iters, _default_key(key), None)
-    return _ritz_pairs(res, template, k=k, which=which)
+    vals, vecs = _ritz_pairs(res, template, k=k, which=which)
+    if return_residuals:
+        return vals, vecs, ritz_residuals(matvec, template, vals, vecs)
+    return vals, vecs
 
 
 def _dimension(owner: str, template: Any) -> int:
@@ -354,7 +364,8 @@ def eigsh(
     num_iters: int = DEFAULT_NUM_ITERS,
     key: jax.Array | None = None,
     batches: Iterable[Any] | None = None,
-) -> tuple[jax.Array, Any]:
+    return_residuals: bool = False,
+) -> tuple[Any, ...]:
     """`k` extreme eigenpairs of the Hessian of `loss` at `params`, matrix-free.
 
     [`operator_eigsh`][gradtx.curvature.operator_eigsh] applied to
@@ -372,10 +383,14 @@ def eigsh(
         key: PRNG key for the start vector. Default None (`jax.random.PRNGKey(0)`).
         batches: instead of `*args`, an iterable of batches; the Hessian is that of the
             batch-size-weighted average loss. Default None.
+        return_residuals: also return `residuals (k,)`, `‖H v_i − θ_i v_i‖` from `k` more
+            Hessian-vector products: the Hessian has an eigenvalue within `residuals[i]` of
+            `eigenvalues[i]` (Parlett 1998, §4.5). Default False.
 
     Returns:
         `(eigenvalues (k,), eigenvectors)`, eigenvalues ascending, eigenvectors a pytree like
-        `params` with a leading axis `k` (unit norm).
+        `params` with a leading axis `k` (unit norm); with `return_residuals=True`,
+        `(eigenvalues, eigenvectors, residuals)`.
 
     References:
         Lanczos 1950; Pearlmutter 1994 (Hessian-vector products); Yao et al., *PyHessian: Neural
@@ -384,4 +399,7 @@ def eigsh(
     owner = "eigsh"
     _check_eig_args(owner, k, which, num_iters, _dimension(owner, params))
     _, res = run_hessian_lanczos(owner, loss, params, args, batches, key, num_iters)
-    return _ritz_pairs(res, params, k=k, which=which)
+    vals, vecs = _ritz_pairs(res, params, k=k, which=which)
+    if return_residuals:
+        return vals, vecs, ritz_residuals(hessian_operator(loss, params, *args, batches=batches), params, vals, vecs)
+    return vals, vecs
