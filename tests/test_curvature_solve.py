@@ -16,7 +16,7 @@ from _curvature_problems import mlp_apply, mlp_data, mlp_params, mse
 from jax.flatten_util import ravel_pytree
 
 from gradtx.curvature import Batched, SolveReport, data_operator, inverse_hvp, is_streaming, solve
-from gradtx.curvature.operators import HessianProduct
+from gradtx.curvature.streaming import HessianProduct
 
 N = 24  # split as a (4,) leaf and a (4, 5) leaf
 

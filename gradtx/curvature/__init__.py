@@ -36,6 +36,7 @@ from gradtx.curvature.lanczos import (
     operator_eigsh,
     tridiagonal_eigh,
 )
+from gradtx.curvature.logdet import LogdetReport, logdet, operator_logdet
 from gradtx.curvature.operators import (
     flatten_operator,
     gauss_newton_operator,
@@ -64,6 +65,7 @@ __all__ = [
     "ConditionNumberReport",
     "CriticalPointReport",
     "LanczosResult",
+    "LogdetReport",
     "SolveReport",
     "StreamingOperator",
     "average_loss",
@@ -87,7 +89,9 @@ __all__ = [
     "krylov_loop",
     "krylov_while",
     "lanczos_tridiag",
+    "logdet",
     "operator_eigsh",
+    "operator_logdet",
     "operator_spectral_density",
     "operator_trace",
     "ritz_residuals",

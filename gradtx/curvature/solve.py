@@ -43,13 +43,8 @@ from jax.flatten_util import ravel_pytree
 
 from gradtx._validation import check_int, check_real
 from gradtx.curvature.data import partition_data, prepare_data, static_callable
-from gradtx.curvature.operators import (
-    HessianProduct,
-    _match_tangent,
-    bound_hessian_operator,
-    flatten_operator,
-)
-from gradtx.curvature.streaming import data_operator, is_streaming, krylov_while
+from gradtx.curvature.operators import _match_tangent, bound_hessian_operator, flatten_operator
+from gradtx.curvature.streaming import is_streaming, krylov_while, streamed_hessian
 
 __all__ = ["SOLVE_METHODS", "SolveReport", "inverse_hvp", "solve"]
 
@@ -83,94 +78,87 @@ class SolveReport(NamedTuple):
 
 
 # ----- conjugate gradients -----
+# The step functions are module-level (compiled once when streaming); the damping `lam` and the
+# stopping threshold `tol · ‖b‖` travel in the carry.
 
 
-def _cg_steps(lam: jax.Array, threshold: jax.Array):
-    """query / update / cond of CG on `B = A + lam I`; carry = (x, r, p, |r|², iterations, status)."""
-
-    def query(j, carry):
-        return carry[2]
-
-    def update(j, carry, ap):
-        x, r, p, rs, iters, _ = carry
-        bp = ap + lam * p
-        curvature = jnp.vdot(p, bp)
-        negative = ~(curvature > 0)  # also catches a NaN curvature
-        alpha = rs / jnp.where(negative, 1, curvature)
-        x_new = jnp.where(negative, x, x + alpha * p)
-        r_new = jnp.where(negative, r, r - alpha * bp)
-        rs_new = jnp.vdot(r_new, r_new)
-        p_new = r_new + (rs_new / jnp.where(rs > 0, rs, 1)) * p
-        done = jnp.sqrt(rs_new) <= threshold
-        status = jnp.where(negative, _NEGATIVE_CURVATURE, jnp.where(done, _CONVERGED, _RUNNING))
-        return x_new, r_new, p_new, rs_new, iters + 1, status.astype(jnp.int32)
-
-    def cond(j, carry):
-        return carry[5] == _RUNNING
-
-    return query, update, cond
+def _query(j, carry):
+    """The vector to multiply next: CG's search direction `p`, MINRES's Lanczos vector `v`."""
+    return carry[4]
 
 
-def _cg_init(x0: jax.Array, r0: jax.Array, threshold: jax.Array) -> tuple[Any, ...]:
+def _running(j, carry):
+    return carry[-1] == _RUNNING
+
+
+def _cg_update(j, carry, ap):
+    """One CG step on `B = A + lam I`; carry = (lam, threshold, x, r, p, |r|², iterations, status)."""
+    lam, threshold, x, r, p, rs, iters, _ = carry
+    bp = ap + lam * p
+    curvature = jnp.vdot(p, bp)
+    negative = ~(curvature > 0)  # also catches a NaN curvature
+    alpha = rs / jnp.where(negative, 1, curvature)
+    x_new = jnp.where(negative, x, x + alpha * p)
+    r_new = jnp.where(negative, r, r - alpha * bp)
+    rs_new = jnp.vdot(r_new, r_new)
+    p_new = r_new + (rs_new / jnp.where(rs > 0, rs, 1)) * p
+    done = jnp.sqrt(rs_new) <= threshold
+    status = jnp.where(negative, _NEGATIVE_CURVATURE, jnp.where(done, _CONVERGED, _RUNNING))
+    return lam, threshold, x_new, r_new, p_new, rs_new, iters + 1, status.astype(jnp.int32)
+
+
+def _cg_init(lam: jax.Array, threshold: jax.Array, x0: jax.Array, r0: jax.Array) -> tuple[Any, ...]:
     rs0 = jnp.vdot(r0, r0)
     status = jnp.where(jnp.sqrt(rs0) <= threshold, _CONVERGED, _RUNNING).astype(jnp.int32)
-    return x0, r0, r0, rs0, jnp.zeros((), jnp.int32), status
+    return lam, threshold, x0, r0, r0, rs0, jnp.zeros((), jnp.int32), status
 
 
 # ----- MINRES -----
 
 
-def _minres_steps(lam: jax.Array, threshold: jax.Array, tiny: Any):
-    """query / update / cond of MINRES (Paige & Saunders 1975) on `B = A + lam I`.
+def _minres_update(j, carry, av):
+    """One MINRES step (Paige & Saunders 1975) on `B = A + lam I`.
 
-    carry = (x, v_prev, v, beta, c_prev, s_prev, c, s, w_prev, w, eta, iterations, status):
-    `v` the current Lanczos vector, `beta` the norm that normalized it, `(c, s)` the last two
-    Givens rotations, `w` the last two columns of `V R⁻¹`, `eta` the rotated right-hand side
-    whose modulus is the residual norm of `x`.
+    carry = (lam, threshold, x, v_prev, v, beta, c_prev, s_prev, c, s, w_prev, w, eta,
+    iterations, status): `v` the current Lanczos vector, `beta` the norm that normalized it,
+    `(c, s)` the last two Givens rotations, `w` the last two columns of `V R⁻¹`, `eta` the rotated
+    right-hand side, whose modulus is the residual norm of `x`.
     """
-
-    def query(j, carry):
-        return carry[2]
-
-    def update(j, carry, av):
-        x, v_prev, v, beta, c_prev, s_prev, c, s, w_prev, w, eta, iters, _ = carry
-        bv = av + lam * v
-        alpha = jnp.vdot(v, bv)
-        u = bv - alpha * v - beta * v_prev
-        beta_next = jnp.linalg.norm(u)
-        # the new column of the tridiagonal (beta, alpha, beta_next) under the previous rotations
-        epsilon = s_prev * beta
-        delta_bar = c_prev * beta
-        delta = c * delta_bar + s * alpha
-        gamma_bar = c * alpha - s * delta_bar
-        gamma = jnp.hypot(gamma_bar, beta_next)
-        singular = gamma <= tiny
-        safe_gamma = jnp.where(singular, 1, gamma)
-        c_new = jnp.where(singular, 1, gamma_bar / safe_gamma)
-        s_new = jnp.where(singular, 0, beta_next / safe_gamma)
-        w_new = (v - delta * w - epsilon * w_prev) / safe_gamma
-        step = jnp.where(singular, 0, c_new * eta)
-        x_new = x + step * w_new
-        eta_new = jnp.where(singular, eta, -s_new * eta)
-        v_next = u / jnp.where(beta_next > tiny, beta_next, 1)
-        done = jnp.abs(eta_new) <= threshold
-        status = jnp.where(singular, _BREAKDOWN, jnp.where(done, _CONVERGED, _RUNNING))
-        return (x_new, v, v_next, beta_next, c, s, c_new, s_new, w, w_new, eta_new, iters + 1,
-                status.astype(jnp.int32))
-
-    def cond(j, carry):
-        return carry[12] == _RUNNING
-
-    return query, update, cond
+    lam, threshold, x, v_prev, v, beta, c_prev, s_prev, c, s, w_prev, w, eta, iters, _ = carry
+    tiny = jnp.finfo(v.dtype).tiny
+    bv = av + lam * v
+    alpha = jnp.vdot(v, bv)
+    u = bv - alpha * v - beta * v_prev
+    beta_next = jnp.linalg.norm(u)
+    # the new column (beta, alpha, beta_next) of the tridiagonal under the previous two rotations
+    epsilon = s_prev * beta
+    delta_bar = c_prev * beta
+    delta = c * delta_bar + s * alpha
+    gamma_bar = c * alpha - s * delta_bar
+    # the new rotation annihilates beta_next
+    gamma = jnp.hypot(gamma_bar, beta_next)
+    singular = gamma <= tiny
+    safe_gamma = jnp.where(singular, 1, gamma)
+    c_new = jnp.where(singular, 1, gamma_bar / safe_gamma)
+    s_new = jnp.where(singular, 0, beta_next / safe_gamma)
+    w_new = (v - delta * w - epsilon * w_prev) / safe_gamma
+    x_new = x + jnp.where(singular, 0, c_new * eta) * w_new
+    eta_new = jnp.where(singular, eta, -s_new * eta)
+    v_next = u / jnp.where(beta_next > tiny, beta_next, 1)
+    done = jnp.abs(eta_new) <= threshold
+    status = jnp.where(singular, _BREAKDOWN, jnp.where(done, _CONVERGED, _RUNNING))
+    return (lam, threshold, x_new, v, v_next, beta_next, c, s, c_new, s_new, w, w_new, eta_new, iters + 1,
+            status.astype(jnp.int32))
 
 
-def _minres_init(x0: jax.Array, r0: jax.Array, threshold: jax.Array) -> tuple[Any, ...]:
+def _minres_init(lam: jax.Array, threshold: jax.Array, x0: jax.Array, r0: jax.Array) -> tuple[Any, ...]:
     beta1 = jnp.linalg.norm(r0)
     v = r0 / jnp.where(beta1 > 0, beta1, 1)
     zeros = jnp.zeros_like(r0)
     one, zero = jnp.ones((), r0.dtype), jnp.zeros((), r0.dtype)
     status = jnp.where(beta1 <= threshold, _CONVERGED, _RUNNING).astype(jnp.int32)
-    return (x0, zeros, v, zero, one, zero, one, zero, zeros, zeros, beta1, jnp.zeros((), jnp.int32), status)
+    return (lam, threshold, x0, zeros, v, zero, one, zero, one, zero, zeros, zeros, beta1, jnp.zeros((), jnp.int32),
+            status)
 
 
 # ----- driver on flat vectors -----
@@ -189,14 +177,9 @@ def _solve_flat(mv: Callable[[jax.Array], jax.Array], b: jax.Array, x0: jax.Arra
         # b = 0 has the solution 0 whatever the start
         x0 = jnp.where(b_norm > 0, x0.astype(dtype), 0)
         r0 = b - (mv(x0) + lam * x0)
-    if method == "cg":
-        query, update, cond = _cg_steps(lam, threshold)
-        carry = _cg_init(x0, r0, threshold)
-    else:
-        query, update, cond = _minres_steps(lam, threshold, jnp.finfo(dtype).tiny)
-        carry = _minres_init(x0, r0, threshold)
-    carry = krylov_while(mv, query, update, cond, carry, max_iters, streaming=streaming)
-    x, iters, status = carry[0], carry[-2], carry[-1]
+    init, update = (_cg_init, _cg_update) if method == "cg" else (_minres_init, _minres_update)
+    carry = krylov_while(mv, _query, update, _running, init(lam, threshold, x0, r0), max_iters, streaming=streaming)
+    x, iters, status = carry[2], carry[-2], carry[-1]
     residual = jnp.linalg.norm(b - (mv(x) + lam * x))
     relative = jnp.where(b_norm > 0, residual / jnp.where(b_norm > 0, b_norm, 1), 0)
     report = SolveReport(
@@ -394,11 +377,9 @@ def inverse_hvp(
     v = _match_tangent(owner, params, v)
     if x0 is not None:
         x0 = _match_tangent(owner, params, x0)
-    if batches is not None:
-        # a stream (list, loader, generator factory) or Batched in-memory data: one per-batch
-        # Hessian-vector product, streamed on the host or swept by lax.scan
-        op = data_operator(owner, HessianProduct(loss), params, args, batches)
-        return solve(op, v, method=method, damping=damping, tol=tol, max_iters=max_iters, x0=x0)
+    streamed = streamed_hessian(owner, loss, params, args, batches)
+    if streamed is not None:  # a stream: host loop around one compiled per-batch product
+        return solve(streamed, v, method=method, damping=damping, tol=tol, max_iters=max_iters, x0=x0)
     data, weights = prepare_data(owner, args, batches)
     arrays, static = partition_data(data)
     steps = _max_steps(max_iters, int(ravel_pytree(params)[0].size))
