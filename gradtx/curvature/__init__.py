@@ -28,6 +28,8 @@ from gradtx.curvature.analysis import (
 )
 from gradtx.curvature.data import Batched, average_loss, batch_size, bind_loss, collect_batches
 from gradtx.curvature.density import operator_spectral_density, slq_nodes_weights, spectral_density
+from gradtx.curvature.diagonal import DIAGONAL_METHODS, hessian_diagonal, operator_diagonal
+from gradtx.curvature.fisher import LIKELIHOODS, empirical_fisher_operator, fisher_operator, sample_targets
 from gradtx.curvature.lanczos import (
     DEFAULT_NUM_ITERS,
     LanczosResult,
@@ -59,6 +61,8 @@ __all__ = [
     "CONDITION_KINDS",
     "CRITICAL_POINT_KINDS",
     "DEFAULT_NUM_ITERS",
+    "DIAGONAL_METHODS",
+    "LIKELIHOODS",
     "SOLVE_METHODS",
     "TRACE_METHODS",
     "Batched",
@@ -77,10 +81,13 @@ __all__ = [
     "critical_point_core",
     "data_operator",
     "eigsh",
+    "empirical_fisher_operator",
     "extreme_eigenpairs",
+    "fisher_operator",
     "flatten_operator",
     "gauss_newton_operator",
     "gnvp",
+    "hessian_diagonal",
     "hessian_operator",
     "hessian_trace",
     "hvp",
@@ -90,11 +97,13 @@ __all__ = [
     "krylov_while",
     "lanczos_tridiag",
     "logdet",
+    "operator_diagonal",
     "operator_eigsh",
     "operator_logdet",
     "operator_spectral_density",
     "operator_trace",
     "ritz_residuals",
+    "sample_targets",
     "slq_nodes_weights",
     "solve",
     "spectral_density",

@@ -1,0 +1,268 @@
+"""Tests of gradtx.curvature.fisher: empirical Fisher, exact and Monte-Carlo Fisher operators.
+
+Dense references are built in float64 from `jax.jacobian` of the per-example losses / model outputs
+and `jax.hessian` of the output-space negative log-likelihood.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from gradtx.curvature import (
+    Batched,
+    StreamingOperator,
+    empirical_fisher_operator,
+    fisher_operator,
+    operator_diagonal,
+    operator_eigsh,
+    operator_trace,
+    sample_targets,
+)
+
+IN, HID, CLASSES, POINTS = 3, 4, 3, 6
+
+
+def _params(dtype):
+    rng = np.random.default_rng(0)
+    return {
+        "w1": jnp.asarray(rng.standard_normal((IN, HID)), dtype),
+        "b1": jnp.asarray(0.1 * rng.standard_normal(HID), dtype),
+        "w2": jnp.asarray(rng.standard_normal((HID, CLASSES)), dtype),
+        "b2": jnp.asarray(0.1 * rng.standard_normal(CLASSES), dtype),
+    }
+
+
+def _data(dtype):
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal((POINTS, IN)), dtype)
+    labels = jnp.asarray(rng.integers(0, CLASSES, POINTS))
+    return x, labels
+
+
+def model(p, x):
+    return jnp.tanh(x @ p["w1"] + p["b1"][None, :]) @ p["w2"] + p["b2"][None, :]
+
+
+def categorical_nll(f, y):
+    """−log p(y | f) for one example (logits f, class index y)."""
+    return -jax.nn.log_softmax(f)[y]
+
+
+def gaussian_nll(f, y, variance):
+    return 0.5 * jnp.sum((f - y) ** 2) / variance
+
+
+def per_example_ce(p, x, labels):
+    return jax.vmap(categorical_nll)(model(p, x), labels)
+
+
+def _dense(op, params):
+    """The operator as a dense matrix in ravel_pytree coordinates (operator applied to the basis)."""
+    flat0, unravel = ravel_pytree(params)
+    eye = jnp.eye(flat0.size, dtype=flat0.dtype)
+    return jax.vmap(lambda e: ravel_pytree(op(unravel(e)))[0])(eye)
+
+
+def _dense_streamed(op, params):
+    """A streaming operator as a dense matrix: all n basis vectors in one pass over the data (matmat)."""
+    assert isinstance(op, StreamingOperator)
+    flat0, unravel = ravel_pytree(params)
+    basis = jax.vmap(unravel)(jnp.eye(flat0.size, dtype=flat0.dtype))
+    return np.asarray(jax.vmap(lambda t: ravel_pytree(t)[0])(op.matmat(basis)))
+
+
+@pytest.fixture(scope="module")
+def x64_problem():
+    """Float64 params, data, and the dense exact Fishers J_nᵀ H_n J_n / N from jax.jacobian / jax.hessian."""
+    with jax.enable_x64(True):
+        params, (x, labels) = _params(jnp.float64), _data(jnp.float64)
+        variance = 0.5
+
+        @jax.jit
+        def reference(params, x):
+            flat0, unravel = ravel_pytree(params)
+            jac = jax.jacobian(lambda z: model(unravel(z), x))(flat0)  # (P, C, n)
+            out = model(params, x)
+            h_cat = jax.vmap(jax.hessian(categorical_nll), in_axes=(0, None))(out, 0)  # (P, C, C)
+            h_gauss = jax.vmap(jax.hessian(functools.partial(gaussian_nll, variance=variance)))(out, out)
+            return (jnp.einsum("pci,pcd,pdj->ij", jac, h_cat, jac) / POINTS,
+                    jnp.einsum("pci,pcd,pdj->ij", jac, h_gauss, jac) / POINTS)
+
+        cat, gauss = map(np.asarray, reference(params, x))
+        return params, x, labels, variance, {"categorical": cat, "gaussian": gauss}
+
+
+def test_empirical_fisher_matches_dense_per_example_gradients(x64_problem):
+    params, x, labels, _, _ = x64_problem
+    with jax.enable_x64(True):
+
+        @jax.jit
+        def run(params, x, labels):
+            flat0, unravel = ravel_pytree(params)
+            grads = jax.jacobian(lambda z: per_example_ce(unravel(z), x, labels))(flat0)  # (P, n)
+            single = _dense(empirical_fisher_operator(per_example_ce, params, x, labels), params)
+            # batches of 4 and 2 swept by lax.scan: the mean over all examples (short batch weighted by its size)
+            swept = _dense(empirical_fisher_operator(per_example_ce, params, batches=Batched(x, labels, batch_size=4)),
+                           params)
+            return grads, single, swept
+
+        grads, single, swept = map(np.asarray, run(params, x, labels))
+        streamed = _dense_streamed(empirical_fisher_operator(
+            per_example_ce, params, batches=[(x[:4], labels[:4]), (x[4:], labels[4:])]), params)
+    expected = grads.T @ grads / POINTS
+    for got in (single, swept, streamed):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10 * np.abs(expected).max())
+    assert np.linalg.matrix_rank(expected) <= POINTS  # rank ≤ N: a sum of N outer products
+
+
+@pytest.mark.parametrize("likelihood", ["categorical", "gaussian"])
+def test_exact_fisher_matches_dense_ggn(x64_problem, likelihood):
+    params, x, _, variance, fisher = x64_problem
+    expected = fisher[likelihood]
+    with jax.enable_x64(True):
+
+        @jax.jit
+        def run(params, x):
+            single = _dense(fisher_operator(model, params, x, likelihood=likelihood, variance=variance), params)
+            swept = _dense(fisher_operator(model, params, likelihood=likelihood, variance=variance,
+                                           batches=Batched(x, batch_size=4)), params)
+            return single, swept
+
+        single, swept = map(np.asarray, run(params, x))
+        streamed = _dense_streamed(fisher_operator(model, params, likelihood=likelihood, variance=variance,
+                                                   batches=[x[:4], x[4:]]), params)
+    for got in (single, swept, streamed):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-8 * np.abs(expected).max())
+    assert np.linalg.eigvalsh(expected).min() > -1e-10  # positive semi-definite
+
+
+@pytest.mark.parametrize("likelihood", ["categorical", "gaussian"])
+def test_mc_fisher_is_empirical_fisher_of_sampled_targets(x64_problem, likelihood):
+    params, x, _, variance, _ = x64_problem
+    samples, key = 3, jax.random.PRNGKey(7)
+    nll = categorical_nll if likelihood == "categorical" else functools.partial(gaussian_nll, variance=variance)
+    with jax.enable_x64(True):
+
+        @jax.jit
+        def run(params, x, key):
+            flat0, unravel = ravel_pytree(params)
+            targets = sample_targets(likelihood, model(params, x), key, samples, variance)  # (S, P[, C])
+
+            def sampled_losses(z):  # (S, P) losses −log p(ŷ_sn | f_n(θ))
+                out = model(unravel(z), x)
+                return jax.vmap(lambda t: jax.vmap(nll)(out, t))(targets)
+
+            g = jax.jacobian(sampled_losses)(flat0).reshape(samples * POINTS, -1)
+            op = fisher_operator(model, params, x, likelihood=likelihood, num_samples=samples, key=key,
+                                 variance=variance)
+            return targets, g, _dense(op, params)
+
+        targets, g, got = map(np.asarray, run(params, x, key))
+    expected = g.T @ g / (samples * POINTS)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-8 * np.abs(expected).max())
+    if likelihood == "categorical":
+        assert targets.shape == (samples, POINTS)
+        assert np.all((targets >= 0) & (targets < CLASSES))
+    else:
+        assert targets.shape == (samples, POINTS, CLASSES)
+
+
+@pytest.mark.parametrize("likelihood", ["categorical", "gaussian"])
+def test_mc_fisher_unbiased_and_converges(x64_problem, likelihood):
+    params, x, _, variance, fisher = x64_problem
+    exact = fisher[likelihood]
+    with jax.enable_x64(True):
+
+        @jax.jit
+        def run(params, x, keys):  # dense Monte-Carlo Fishers: 256 with S = 1, 8 with S = 256
+            def dense_mc(k, samples):
+                return _dense(fisher_operator(model, params, x, likelihood=likelihood, num_samples=samples, key=k,
+                                              variance=variance), params)
+
+            return (jax.vmap(lambda k: dense_mc(k, 1))(keys),
+                    jax.vmap(lambda k: dense_mc(k, 256))(keys[:8]))
+
+        one, many = map(np.asarray, run(params, x, jax.random.split(jax.random.PRNGKey(3), 256)))
+    # unbiased: the mean of K one-sample estimates is within 4 standard errors of F (Frobenius)
+    dev = np.linalg.norm(one - exact, axis=(1, 2))
+    err_mean = np.linalg.norm(one.mean(axis=0) - exact)
+    assert err_mean < 4 * np.sqrt(np.mean(dev**2) / len(one)), (err_mean, np.sqrt(np.mean(dev**2)))
+    # 1/√S: 256 samples per example shrink the error about 16× (a biased formula would plateau)
+    err_many = np.linalg.norm(many - exact, axis=(1, 2))
+    ratio = np.sqrt(np.mean(dev**2)) / np.sqrt(np.mean(err_many**2))
+    assert 10 < ratio < 25, ratio
+    assert np.max(err_many) < 0.2 * np.linalg.norm(exact)
+
+
+def test_estimators_accept_fisher_operators(x64_problem):
+    params, x, _, _, fisher = x64_problem
+    exact = fisher["categorical"]
+    n = exact.shape[0]
+    with jax.enable_x64(True):
+
+        @jax.jit
+        def run(params, x):
+            op = fisher_operator(model, params, x)
+            vals, _ = operator_eigsh(op, params, k=3, which="LA", num_iters=n)
+            tr = operator_trace(op, params, num_samples=200)
+            diag = operator_diagonal(op, params, method="exact", block_size=16)
+            return vals, tr, ravel_pytree(diag)[0]
+
+        vals, tr, diag = map(np.asarray, run(params, x))
+    np.testing.assert_allclose(vals, np.linalg.eigvalsh(exact)[-3:], rtol=1e-8, atol=1e-10)
+    # Hutchinson: variance 2 (‖F‖_F² − Σ F_ii²) / m
+    std = np.sqrt(2 * (np.sum(exact**2) - np.sum(np.diag(exact) ** 2)) / 200)
+    assert abs(float(tr) - np.trace(exact)) < 4 * std
+    np.testing.assert_allclose(diag, np.diag(exact), rtol=1e-10, atol=1e-14)
+
+
+def test_fisher_in_float32_under_jit_fixed_samples():
+    params, (x, _) = _params(jnp.float32), _data(jnp.float32)
+    v = jax.tree.map(jnp.ones_like, params)
+
+    @jax.jit
+    def products(p, v, x):
+        op = fisher_operator(model, p, x, num_samples=2, key=jax.random.PRNGKey(1))
+        again = fisher_operator(model, p, x, num_samples=2, key=jax.random.PRNGKey(1))
+        other = fisher_operator(model, p, x, num_samples=2, key=jax.random.PRNGKey(2))
+        return op(v), op(v), again(v), other(v)
+
+    first, second, again, other = products(params, v, x)
+    assert jax.tree.map(lambda a: a.dtype, first) == jax.tree.map(lambda a: a.dtype, params)
+    # the samples are drawn once per operator, from the key: a fixed linear map
+    jax.tree.map(np.testing.assert_array_equal, first, second)
+    jax.tree.map(np.testing.assert_array_equal, first, again)
+    assert not np.allclose(ravel_pytree(first)[0], ravel_pytree(other)[0])
+    # a stream of one batch draws the same samples from the same key (the key travels with the params)
+    streamed = fisher_operator(model, params, num_samples=2, key=jax.random.PRNGKey(1), batches=[x])
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), streamed(v), first)
+
+
+def test_validation():
+    params, (x, labels) = _params(jnp.float32), _data(jnp.float32)
+    with pytest.raises(ValueError, match="fisher_operator: likelihood must be one of"):
+        fisher_operator(model, params, x, likelihood="poisson")
+    with pytest.raises(ValueError, match="fisher_operator: num_samples must be an integer >= 1"):
+        fisher_operator(model, params, x, num_samples=0)
+    with pytest.raises(TypeError, match="fisher_operator: num_samples must be an integer"):
+        fisher_operator(model, params, x, num_samples=2.5)
+    with pytest.raises(ValueError, match="fisher_operator: key is only used by the Monte-Carlo"):
+        fisher_operator(model, params, x, key=jax.random.PRNGKey(0))
+    with pytest.raises(TypeError, match="fisher_operator: key must be a PRNG key"):
+        fisher_operator(model, params, x, num_samples=2, key=3)
+    with pytest.raises(ValueError, match="fisher_operator: variance must be in"):
+        fisher_operator(model, params, x, likelihood="gaussian", variance=0.0)
+    with pytest.raises(ValueError, match=r"\(batch, \.\.\., classes\) logits"):
+        fisher_operator(lambda p, x: jnp.sum(model(p, x), axis=-1), params, x)
+    with pytest.raises(TypeError, match="fisher_operator: model_fn must be callable"):
+        fisher_operator("model", params, x)
+    with pytest.raises(ValueError, match=r"empirical_fisher_operator: per_example_loss.*shape \(batch,\)"):
+        empirical_fisher_operator(lambda p, x, y: jnp.sum(per_example_ce(p, x, y)), params, x, labels)
+    with pytest.raises(TypeError, match="empirical_fisher_operator: per_example_loss must be callable"):
+        empirical_fisher_operator(None, params, x, labels)
+    with pytest.raises(ValueError, match="tree structure"):
+        fisher_operator(model, params, x)({"w1": params["w1"]})
