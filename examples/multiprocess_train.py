@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from _common import add_common_args, cross_entropy, figure_dir, load_digits_data, make_optimizer
 from jax.sharding import Mesh, NamedSharding
@@ -86,10 +85,12 @@ class WorkerFailure(RuntimeError):
 
     `returncodes` holds each worker's exit status (negative: killed by that signal; the workers
     still running when the failure was noticed are killed by the launcher), `stdout`/`stderr`
-    what each printed.
+    what each printed, `pids` their process ids (all of them reaped by the time this is raised).
     """
 
-    def __init__(self, message: str, returncodes: list[int | None], stdout: list[str], stderr: list[str]):
+    def __init__(
+        self, message: str, returncodes: list[int | None], stdout: list[str], stderr: list[str], pids: list[int]
+    ):
         tails = "".join(
             f"\n--- process {i} (exit {code}) stderr tail ---\n{err[-3000:]}"
             for i, (code, err) in enumerate(zip(returncodes, stderr))
@@ -98,6 +99,7 @@ class WorkerFailure(RuntimeError):
         self.returncodes = returncodes
         self.stdout = stdout
         self.stderr = stderr
+        self.pids = pids
 
 
 PARENT_ENV = "MULTIPROCESS_TRAIN_LAUNCHER_PID"
@@ -173,7 +175,11 @@ def launch(
 
     def failure(message: str) -> WorkerFailure:
         return WorkerFailure(
-            message, [p.poll() for p in processes], ["".join(s) for s in stdout], ["".join(s) for s in stderr]
+            message,
+            [p.poll() for p in processes],
+            ["".join(s) for s in stdout],
+            ["".join(s) for s in stderr],
+            [p.pid for p in processes],
         )
 
     deadline = time.monotonic() + timeout
@@ -288,14 +294,20 @@ class RunConfig:
                 raise ValueError(f"RunConfig: {name} must be >= 1, got {getattr(self, name)}")
 
 
-def init_params(key: jax.Array, sizes: tuple[int, ...]) -> dict[str, dict[str, jax.Array]]:
-    """He-normal weights and zero biases for the layers `sizes[0] → sizes[1] → ... → sizes[-1]`."""
-    params = {}
-    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
-        key, sub = jax.random.split(key)
-        w = jax.random.normal(sub, (n_in, n_out), jnp.float32) * np.float32(np.sqrt(2.0 / n_in))
-        params[f"layer{i}"] = {"w": w, "b": jnp.zeros((n_out,), jnp.float32)}
-    return params
+def init_params(seed: int, sizes: tuple[int, ...]) -> dict[str, dict[str, np.ndarray]]:
+    """He-normal weights and zero biases for the layers `sizes[0] → sizes[1] → ... → sizes[-1]`.
+
+    Drawn on the host with NumPy from `seed` alone, so every process draws the same values (and
+    no random-number kernel has to be compiled).
+    """
+    rng = np.random.default_rng(seed)
+    return {
+        f"layer{i}": {
+            "w": (rng.standard_normal((n_in, n_out)) * np.sqrt(2.0 / n_in)).astype(np.float32),
+            "b": np.zeros((n_out,), np.float32),
+        }
+        for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes))
+    }
 
 
 def mlp_logits(params: dict[str, dict[str, jax.Array]], x: jax.Array) -> jax.Array:
@@ -304,6 +316,14 @@ def mlp_logits(params: dict[str, dict[str, jax.Array]], x: jax.Array) -> jax.Arr
     for layer in layers[:-1]:
         x = jax.nn.relu(x @ layer["w"] + layer["b"][None, :])
     return x @ layers[-1]["w"] + layers[-1]["b"][None, :]
+
+
+def host_accuracy(params: dict[str, dict[str, np.ndarray]], x: np.ndarray, y: np.ndarray) -> float:
+    """The MLP's accuracy on `(x, y)`, in NumPy on the host (nothing to compile)."""
+    layers = [params[f"layer{i}"] for i in range(len(params))]
+    for layer in layers[:-1]:
+        x = np.maximum(x @ layer["w"] + layer["b"], 0.0)
+    return float(np.mean(np.argmax(x @ layers[-1]["w"] + layers[-1]["b"], axis=-1) == y))
 
 
 def mlp_loss(params: dict[str, dict[str, jax.Array]], x: jax.Array, y: jax.Array) -> jax.Array:
@@ -341,10 +361,13 @@ def _compiled(config: RunConfig, mesh: Mesh) -> tuple[gradtx.GradientTransformat
     replicated = NamedSharding(mesh, P())
     sizes = (64, config.hidden, 10)
 
-    @functools.partial(jax.jit, out_shardings=replicated)
+    init_state = jax.jit(lambda params: {"params": params, "opt_state": tx.init(params)}, out_shardings=replicated)
+
     def init() -> dict[str, Any]:
-        params = init_params(jax.random.key(config.seed), sizes)
-        return {"params": params, "opt_state": tx.init(params)}
+        # host values -> global arrays: each process supplies the blocks its devices hold
+        host = init_params(config.seed, sizes)
+        params = jax.tree.map(lambda a: jax.make_array_from_callback(a.shape, replicated, lambda i: a[i]), host)
+        return init_state(params)
 
     # params replicated (pure data parallelism); the state is sharded like the params, so also
     # replicated. The batch is split along `data`: XLA all-reduces the gradients.
@@ -451,12 +474,9 @@ def train(
     result.state = state
     # evaluation on the host: the replicated params are whole on every process
     params = jax.tree.map(lambda a: np.asarray(a.addressable_data(0)), state["params"])
-    logits = np.asarray(_host_logits(params, data.x_test))
-    result.test_accuracy = float(np.mean(np.argmax(logits, axis=-1) == data.y_test))
+    result.test_accuracy = host_accuracy(params, data.x_test, data.y_test)
     return result
 
-
-_host_logits = jax.jit(mlp_logits)
 
 
 # --------------------------------------------------------------------------------------------
@@ -487,6 +507,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("num_processes", "devices_per_process", "checkpoint_every"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    devices = args.num_processes * args.devices_per_process
+    if args.batch_size % devices:
+        parser.error(f"--batch-size {args.batch_size} must be divisible by the {devices} devices of the mesh")
     if args.process_id is not None:
         if not 0 <= args.process_id < args.num_processes:
             parser.error(f"--process-id must be in [0, {args.num_processes}), got {args.process_id}")
@@ -519,8 +542,9 @@ def run_worker(args: argparse.Namespace) -> TrainResult:
                       args.devices_per_process)  # fmt: skip
     try:
         mesh = make_mesh()
+        rows = process_slice(NamedSharding(mesh, P("data")), args.batch_size)
         print(f"process {jax.process_index()}/{jax.process_count()}: {jax.local_device_count()} local devices, "
-              f"mesh data={mesh.size}", flush=True)  # fmt: skip
+              f"mesh data={mesh.size}, batch rows {rows.start}:{rows.stop}", flush=True)  # fmt: skip
         start = time.perf_counter()
         result = train(
             config_from_args(args), mesh,

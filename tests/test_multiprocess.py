@@ -22,8 +22,6 @@ import pytest
 pytest.importorskip("orbax.checkpoint")
 pytest.importorskip("sklearn")
 
-pytestmark = pytest.mark.slow
-
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 STEPS, EVERY = 12, 4
 ARGS = ["--steps", str(STEPS), "--batch-size", "64", "--hidden", "64", "--lr", "0.003", "--seed", "0"]
@@ -93,6 +91,47 @@ def assert_on_curve(losses, reference_losses, steps):
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=0)
 
 
+def test_launcher_time_limit_kills_every_worker(mp):
+    """A run over its time limit raises WorkerFailure at once and leaves no worker behind."""
+    with pytest.raises(mp.WorkerFailure, match=r"did not finish within 0\.5 s") as failure:
+        mp.launch(2, ARGS, devices_per_process=2, timeout=0.5)
+    assert len(failure.value.pids) == 2
+    for pid in failure.value.pids:  # killed and reaped: the pids no longer exist
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_bad_arguments_are_refused(mp):
+    with pytest.raises(ValueError, match="launch: num_processes must be >= 1, got 0"):
+        mp.launch(0, ARGS)
+    with pytest.raises(ValueError, match="launch: timeout must be > 0 seconds"):
+        mp.launch(2, ARGS, timeout=0)
+    with pytest.raises(ValueError, match="RunConfig: steps must be >= 1, got 0"):
+        mp.RunConfig(steps=0)
+    mesh8 = mp.make_mesh(jax.devices()[:8])
+    with pytest.raises(ValueError, match="batch_size 60 must be divisible by the mesh's 8 devices"):
+        mp.train(mp.RunConfig(steps=1, batch_size=60), mesh8)
+    with pytest.raises(ValueError, match="checkpoint_every must be >= 1"):
+        mp.train(mp.RunConfig(steps=1), mesh8, checkpoint_dir="unused", checkpoint_every=0)
+    for argv in (["--process-id", "2", "--num-processes", "2", "--coordinator", "h:1"],
+                 ["--process-id", "1", "--num-processes", "2"], ["--batch-size", "30"]):  # fmt: skip
+        with pytest.raises(SystemExit):
+            mp.parse_args(argv)
+    flags = "--xla_cpu_foo=1 --xla_force_host_platform_device_count=8"
+    assert mp.with_device_count(flags, 2) == "--xla_cpu_foo=1 --xla_force_host_platform_device_count=2"
+
+
+def test_process_slice_is_this_process_block_of_the_batch(mp):
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    # one process holding all 8 devices owns every row
+    assert mp.process_slice(NamedSharding(mp.make_mesh(jax.devices()[:8]), P("data")), 64) == slice(0, 64)
+    assert mp.parse_losses("step 3 loss 0.5\nnoise\nstep 4 loss 2.25\n") == {3: 0.5, 4: 2.25}
+    assert mp.parse_checkpoints("checkpoint 2 saved\nstep 3 loss 1.0\ncheckpoint 4 saved\n") == [2, 4]
+
+
+@pytest.mark.slow
 def test_two_processes_follow_the_one_process_curve_and_their_checkpoints_restore_in_one(
     mp, config, one_device, reference, tmp_path
 ):
@@ -101,8 +140,9 @@ def test_two_processes_follow_the_one_process_curve_and_their_checkpoints_restor
         2, [*ARGS, "--checkpoint-dir", str(tmp_path), "--checkpoint-every", str(EVERY)],
         devices_per_process=2, timeout=LAUNCH_TIMEOUT,
     )  # fmt: skip
-    assert "process 0/2: 2 local devices, mesh data=4" in outputs[0]
-    assert "process 1/2: 2 local devices, mesh data=4" in outputs[1]
+    # 4 devices in all; each process feeds its half of the global batch of 64
+    assert "process 0/2: 2 local devices, mesh data=4, batch rows 0:32" in outputs[0]
+    assert "process 1/2: 2 local devices, mesh data=4, batch rows 32:64" in outputs[1]
     curves = [mp.parse_losses(out) for out in outputs]
     assert curves[0] == curves[1]  # both processes computed the same global loss, bit for bit
     assert_on_curve(curves[0], ref.losses, range(1, STEPS + 1))
@@ -118,6 +158,7 @@ def test_two_processes_follow_the_one_process_curve_and_their_checkpoints_restor
     chex.assert_trees_all_close(final.state, ref.state, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_one_process_checkpoint_resumes_in_two_and_a_sigkill_loses_no_checkpoint(
     mp, config, one_device, reference, tmp_path
 ):
@@ -153,3 +194,5 @@ def test_one_process_checkpoint_resumes_in_two_and_a_sigkill_loses_no_checkpoint
     assert restarted.start_step >= saved[-1]
     assert_on_curve(restarted.losses, ref.losses, range(restarted.start_step + 1, STEPS + 1))
     chex.assert_trees_all_close(restarted.state, ref.state, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match=r"no checkpoint 5 in .*; it holds steps \[6, 8"):
+        mp.train(config, one_device, restore_dir=tmp_path, restore_step=5)
