@@ -26,6 +26,7 @@ from gradtx.curvature.analysis import (
     critical_point_core,
     extreme_eigenpairs,
 )
+from gradtx.curvature.blocks import DEFAULT_TRACE_SAMPLES, BlockSpectrum, block_spectra, leaf_paths
 from gradtx.curvature.data import Batched, average_loss, batch_size, bind_loss, collect_batches
 from gradtx.curvature.density import operator_spectral_density, slq_nodes_weights, spectral_density
 from gradtx.curvature.diagonal import DIAGONAL_METHODS, hessian_diagonal, operator_diagonal
@@ -61,11 +62,13 @@ __all__ = [
     "CONDITION_KINDS",
     "CRITICAL_POINT_KINDS",
     "DEFAULT_NUM_ITERS",
+    "DEFAULT_TRACE_SAMPLES",
     "DIAGONAL_METHODS",
     "LIKELIHOODS",
     "SOLVE_METHODS",
     "TRACE_METHODS",
     "Batched",
+    "BlockSpectrum",
     "ConditionNumberReport",
     "CriticalPointReport",
     "LanczosResult",
@@ -75,6 +78,7 @@ __all__ = [
     "average_loss",
     "batch_size",
     "bind_loss",
+    "block_spectra",
     "classify_critical_point",
     "collect_batches",
     "condition_number",
@@ -96,6 +100,7 @@ __all__ = [
     "krylov_loop",
     "krylov_while",
     "lanczos_tridiag",
+    "leaf_paths",
     "logdet",
     "operator_diagonal",
     "operator_eigsh",
