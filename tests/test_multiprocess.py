@@ -11,6 +11,7 @@ Across device counts the all-reduce sums in another order, hence 1e-6 relative, 
 import importlib
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import chex
 import jax
 import numpy as np
 import pytest
+from _env import user_env
 
 pytest.importorskip("orbax.checkpoint")
 pytest.importorskip("sklearn")
@@ -121,6 +123,20 @@ def test_bad_arguments_are_refused(mp):
     assert mp.with_device_count(flags, 2) == "--xla_cpu_foo=1 --xla_force_host_platform_device_count=2"
 
 
+def test_launcher_forwards_the_run_to_its_workers(mp):
+    """What a worker parses from the launcher's forwarded flags is the launcher's run."""
+    launcher = mp.parse_args(["--num-processes", "2", "--quick", "--batch-size", "32", "--hidden", "16",
+                              "--lr", "0.0123", "--seed", "7", "--checkpoint-dir", "a", "--checkpoint-every", "3",
+                              "--restore-dir", "b", "--restore-step", "6", "--step-time", "0.5"])  # fmt: skip
+    worker = mp.parse_args(["--process-id", "1", "--num-processes", "2", "--coordinator", "127.0.0.1:1",
+                            *mp.worker_args(launcher)])  # fmt: skip
+    assert mp.config_from_args(worker) == mp.config_from_args(launcher) == mp.RunConfig(
+        steps=40, batch_size=32, hidden=16, learning_rate=0.0123, seed=7
+    )
+    for name in ("checkpoint_dir", "checkpoint_every", "restore_dir", "restore_step", "step_time"):
+        assert getattr(worker, name) == getattr(launcher, name), name
+
+
 def test_process_slice_is_this_process_block_of_the_batch(mp):
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as P
@@ -135,25 +151,29 @@ def test_process_slice_is_this_process_block_of_the_batch(mp):
 def test_two_processes_follow_the_one_process_curve_and_their_checkpoints_restore_in_one(
     mp, config, one_device, reference, tmp_path
 ):
+    """The command line end to end: `multiprocess_train.py --num-processes 2` as a user runs it."""
     ref, _ = reference
-    outputs = mp.launch(
-        2, [*ARGS, "--checkpoint-dir", str(tmp_path), "--checkpoint-every", str(EVERY)],
-        devices_per_process=2, timeout=LAUNCH_TIMEOUT,
-    )  # fmt: skip
-    # 4 devices in all; each process feeds its half of the global batch of 64
-    assert "process 0/2: 2 local devices, mesh data=4, batch rows 0:32" in outputs[0]
-    assert "process 1/2: 2 local devices, mesh data=4, batch rows 32:64" in outputs[1]
-    curves = [mp.parse_losses(out) for out in outputs]
-    assert curves[0] == curves[1]  # both processes computed the same global loss, bit for bit
-    assert_on_curve(curves[0], ref.losses, range(1, STEPS + 1))
-    assert mp.parse_checkpoints(outputs[0]) == [EVERY, 2 * EVERY, 3 * EVERY]
+    checkpoints = tmp_path / "ckpt"
+    command = [sys.executable, str(EXAMPLES / "multiprocess_train.py"), "--num-processes", "2", *ARGS,
+               "--checkpoint-dir", str(checkpoints), "--checkpoint-every", str(EVERY),
+               "--out", str(tmp_path / "fig"), "--timeout", str(LAUNCH_TIMEOUT)]  # fmt: skip
+    # on a timeout subprocess.run SIGKILLs the launcher, and its workers exit with it
+    proc = subprocess.run(command, env=user_env(), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT + 30)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "process 0/2: 2 local devices, mesh data=4, batch rows 0:32" in out
+    # the launcher compared every worker's curve with process 0's (exactly) before saying this
+    assert "all 2 processes saw the same loss curve (12 steps)" in out
+    assert_on_curve(mp.parse_losses(out), ref.losses, range(1, STEPS + 1))
+    assert mp.parse_checkpoints(out) == [EVERY, 2 * EVERY, 3 * EVERY]
+    assert (tmp_path / "fig" / "multiprocess_loss.png").read_bytes()[:4] == b"\x89PNG"
 
     # the 2-process checkpoint of step EVERY restores on 1 device and resumes on the curve
-    resumed = mp.train(config, one_device, restore_dir=tmp_path, restore_step=EVERY, log=lambda _: None)
+    resumed = mp.train(config, one_device, restore_dir=checkpoints, restore_step=EVERY, log=lambda _: None)
     assert resumed.start_step == EVERY
     assert_on_curve(resumed.losses, ref.losses, range(EVERY + 1, STEPS + 1))
     # the 2-process final checkpoint holds the 1-process final state (params and Adam moments)
-    final = mp.train(config, one_device, restore_dir=tmp_path, log=lambda _: None)
+    final = mp.train(config, one_device, restore_dir=checkpoints, log=lambda _: None)
     assert final.start_step == STEPS and final.losses == {}
     chex.assert_trees_all_close(final.state, ref.state, rtol=1e-5, atol=1e-7)
 
@@ -163,7 +183,7 @@ def test_one_process_checkpoint_resumes_in_two_and_a_sigkill_loses_no_checkpoint
     mp, config, one_device, reference, tmp_path
 ):
     ref, one_process_dir = reference
-    kill_after = 2 * EVERY
+    kill_after = EVERY + 2  # the first checkpoint of the resumed run; ≥ 6 steps of 0.4 s remain to kill in
     seen: dict[str, list] = {}
 
     def kill_worker_1(i, line, processes):
@@ -173,10 +193,14 @@ def test_one_process_checkpoint_resumes_in_two_and_a_sigkill_loses_no_checkpoint
             seen["killed"] = []
 
     args = [*ARGS, "--restore-dir", str(one_process_dir), "--restore-step", str(EVERY),
-            "--checkpoint-dir", str(tmp_path), "--checkpoint-every", "2", "--step-time", "0.25"]  # fmt: skip
+            "--checkpoint-dir", str(tmp_path), "--checkpoint-every", "2", "--step-time", "0.4"]  # fmt: skip
     with pytest.raises(mp.WorkerFailure, match="exited with status") as failure:
         mp.launch(2, args, devices_per_process=2, timeout=LAUNCH_TIMEOUT, on_line=kill_worker_1)
     assert "killed" in seen, failure.value.stdout[0]
+    # process 1 (killed) fed rows 32:64 of each global batch and saw process 0's curve up to the kill
+    assert "process 1/2: 2 local devices, mesh data=4, batch rows 32:64" in failure.value.stdout[1]
+    curve_1 = mp.parse_losses(failure.value.stdout[1])
+    assert curve_1 and all(mp.parse_losses(failure.value.stdout[0])[s] == v for s, v in curve_1.items())
     assert failure.value.returncodes[1] == -signal.SIGKILL
     assert all(p.poll() is not None for p in seen["processes"])  # the launcher killed the survivor
 
@@ -189,10 +213,10 @@ def test_one_process_checkpoint_resumes_in_two_and_a_sigkill_loses_no_checkpoint
 
     # restart from the last checkpoint on disk: every reported checkpoint survived the kill
     saved = mp.parse_checkpoints(out)
-    assert saved[:2] == [EVERY + 2, kill_after], saved
+    assert saved[0] == kill_after and saved == list(range(kill_after, saved[-1] + 1, 2)), saved
     restarted = mp.train(config, one_device, restore_dir=tmp_path, log=lambda _: None)
-    assert restarted.start_step >= saved[-1]
+    assert saved[-1] <= restarted.start_step < STEPS  # (the survivor cannot pass a collective alone)
     assert_on_curve(restarted.losses, ref.losses, range(restarted.start_step + 1, STEPS + 1))
     chex.assert_trees_all_close(restarted.state, ref.state, rtol=1e-5, atol=1e-7)
-    with pytest.raises(ValueError, match=r"no checkpoint 5 in .*; it holds steps \[6, 8"):
+    with pytest.raises(ValueError, match=r"no checkpoint 5 in .*; it holds steps \[6"):
         mp.train(config, one_device, restore_dir=tmp_path, restore_step=5)
