@@ -145,3 +145,134 @@ def test_stream_errors(problem):
         Batched(x, y, batch_size=0)
     with pytest.raises(ValueError, match="leading"):
         Batched(1.0, batch_size=2)
+
+
+# ----- acceptance: every estimator on streamed / scanned data equals the single-big-batch answer -----
+
+
+def softplus_loss(w, x, y):
+    """Convex (logistic-type) loss with an L2 term: a positive definite Hessian."""
+    return jnp.mean(jax.nn.softplus(-y * (x @ w))) + 0.05 * jnp.sum(w**2)
+
+
+def linear_model(w, x):
+    return jnp.tanh(x @ w)
+
+
+def mean_sq(out, y):
+    return jnp.mean((out - y) ** 2)
+
+
+def test_estimators_equal_the_single_batch_answer_float64(problem):
+    import gradtx.curvature as cv
+
+    x, y, w, _, batches = problem
+    with _x64():
+        xs, sign, ws = jnp.asarray(x), jnp.asarray(np.sign(y)), jnp.asarray(w)
+        hess = np.asarray(jax.hessian(softplus_loss)(ws, xs, sign))  # dense, all 23 examples
+        ev = np.linalg.eigvalsh(hess)
+        grad = np.asarray(jax.grad(softplus_loss)(ws, xs, sign))
+        jac = np.asarray(jax.jacobian(linear_model)(ws, xs))  # (23, 4)
+        out = np.asarray(linear_model(ws, xs))
+        ggn = jac.T @ np.diag(np.full(N_EX, 2.0 / N_EX)) @ jac  # J^T H_l J for the mean squared error
+        assert np.all(ev > 0) and np.all(np.isfinite(out))
+        passes = []
+
+        def factory():  # a generator factory, with a short last batch (3 of 23 examples)
+            passes.append(1)
+            for bx, by in batches:
+                yield bx, np.sign(by)
+
+        v = jnp.linspace(-1.0, 2.0, DIM)
+        key = jax.random.PRNGKey(4)
+        vals = cv.eigsh(softplus_loss, ws, k=DIM, num_iters=DIM, key=key, batches=factory)[0]
+        assert len(passes) == DIM + 1  # re-iterated for every product (and once for the gradient)
+        np.testing.assert_allclose(np.asarray(vals), ev, rtol=1e-6)
+        passes.clear()
+        np.testing.assert_allclose(np.asarray(cv.hvp(softplus_loss, ws, v, batches=factory)), hess @ np.asarray(v),
+                                   rtol=1e-6)
+        assert len(passes) == 1
+        # Hutch++ with a sketch as wide as the space is exact; its 3 blocks of probes take 3 passes
+        passes.clear()
+        tr = cv.hessian_trace(softplus_loss, ws, num_samples=3 * DIM, method="hutch++", key=key, batches=factory)
+        np.testing.assert_allclose(float(tr), np.trace(hess), rtol=1e-6)
+        assert len(passes) == 3
+        got = cv.gnvp(linear_model, mean_sq, ws, v, batches=lambda: iter(batches))
+        np.testing.assert_allclose(np.asarray(got), ggn @ np.asarray(v), rtol=1e-6)
+        cond = cv.condition_number(softplus_loss, ws, num_iters=DIM, batches=factory)
+        np.testing.assert_allclose(float(cond.condition_number), ev[-1] / ev[0], rtol=1e-6)
+        report = cv.classify_critical_point(softplus_loss, ws, num_iters=DIM, batches=factory)
+        assert report.kind == "not_critical"
+        np.testing.assert_allclose([report.grad_norm, report.min_eigenvalue, report.max_eigenvalue],
+                                   [np.linalg.norm(grad), ev[0], ev[-1]], rtol=1e-6)
+        grid, dens = cv.spectral_density(softplus_loss, ws, num_iters=DIM, num_runs=2, grid=64, key=key,
+                                         batches=factory)
+        grid1, dens1 = cv.spectral_density(softplus_loss, ws, xs, sign, num_iters=DIM, num_runs=2, grid=64, key=key)
+        np.testing.assert_allclose(np.asarray(grid), np.asarray(grid1), rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(dens), np.asarray(dens1), rtol=1e-6, atol=1e-9 * float(jnp.max(dens1)))
+        # in-memory stacked data, swept by lax.scan inside the estimators' one compiled call
+        stacked = cv.Batched(xs, sign, batch_size=BS)
+        vals_b = cv.eigsh(softplus_loss, ws, k=DIM, num_iters=DIM, key=key, batches=stacked)[0]
+        np.testing.assert_allclose(np.asarray(vals_b), ev, rtol=1e-6)
+
+
+def test_compiles_once_and_holds_one_batch_for_200_batches():
+    """The per-batch product is traced a constant number of times, however many batches, and a
+    generator factory's batches are released as the stream advances (peak alive ≤ 3)."""
+    import weakref
+
+    import gradtx.curvature as cv
+
+    traces = []
+
+    def counted_loss(w, x, y):
+        traces.append(1)  # runs once per trace, never per call of the compiled function
+        return jnp.mean((x @ w - y) ** 2)
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((400, 3)).astype(np.float32)
+    y = rng.standard_normal(400).astype(np.float32)
+    alive, peak = [0], [0]
+
+    def released():
+        alive[0] -= 1
+
+    def factory(num_batches):
+        size = 400 // num_batches
+
+        def gen():
+            for i in range(num_batches):
+                bx = x[i * size:(i + 1) * size].copy()
+                alive[0] += 1
+                peak[0] = max(peak[0], alive[0])
+                weakref.finalize(bx, released)
+                yield bx, y[i * size:(i + 1) * size]
+
+        return gen
+
+    counts = {}
+    results = {}
+    for num_batches in (1, 200):
+        traces.clear()
+        results[num_batches] = cv.eigsh(counted_loss, jnp.zeros(3), k=3, num_iters=3, batches=factory(num_batches))[0]
+        counts[num_batches] = len(traces)
+    assert counts[200] == counts[1] <= 3, counts
+    assert peak[0] <= 3, peak
+    dense = np.linalg.eigvalsh(2 * x.astype(np.float64).T @ x.astype(np.float64) / 400)
+    np.testing.assert_allclose(np.asarray(results[200]), dense, rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(results[1]), dense, rtol=1e-4)
+
+
+def test_estimator_errors_name_the_function(problem):
+    import gradtx.curvature as cv
+
+    x, y, w, _, batches = problem
+    w32 = jnp.asarray(w, jnp.float32)
+    with pytest.raises(ValueError, match="eigsh: batches is empty"):
+        cv.eigsh(tanh_loss, w32, num_iters=2, batches=lambda: iter([]))
+    with pytest.raises(ValueError, match="hessian_trace: give either"):
+        cv.hessian_trace(tanh_loss, w32, x, y, batches=batches)
+    with pytest.raises(TypeError, match="spectral_density: a batches factory"):
+        cv.spectral_density(tanh_loss, w32, num_iters=2, batches=lambda: None)
+    with pytest.raises(ValueError, match=r"condition_number: batch 0: .*leading"):
+        cv.condition_number(tanh_loss, w32, num_iters=2, batches=[(1.0, 2.0)])
