@@ -150,6 +150,7 @@ MODULE_ORDER = [
     "gradtx.microbatching",
     "gradtx.curvature.operators", "gradtx.curvature.lanczos", "gradtx.curvature.trace",
     "gradtx.curvature.density", "gradtx.curvature.analysis", "gradtx.curvature.data",
+    "gradtx.curvature.streaming",
     "gradtx.curvature",
     "gradtx.second_order.saddle", "gradtx.second_order.newton_cg",
     "gradtx.fusion", "gradtx.numerics", "gradtx.linalg", "gradtx.gradcheck",
