@@ -89,6 +89,9 @@ def curvature_analysis(model: nnx.Module, x: np.ndarray, y: np.ndarray, *, quick
     # condition_number runs Lanczos for both ends of the spectrum: its lambda_min is the smallest
     # (most negative, if any is) eigenvalue, the same estimate eigsh(..., which="SA") gives.
     cond = curvature.condition_number(loss, params, x, y, num_iters=num_iters, key=k_cond)
+    # "a minimum or a saddle?": same Lanczos run (same key, cached compile) plus two residual
+    # products; the verdict comes with the gradient norm and certified eigenvalue intervals
+    critical = curvature.classify_critical_point(loss, params, x, y, num_iters=num_iters, key=k_cond)
     trace = curvature.hessian_trace(loss, params, x, y, num_samples=10 if quick else 100, key=k_trace)
     grid, density = curvature.spectral_density(
         loss, params, x, y, num_iters=num_iters, num_runs=1 if quick else 4, key=k_density
@@ -103,6 +106,7 @@ def curvature_analysis(model: nnx.Module, x: np.ndarray, y: np.ndarray, *, quick
         "bottom": float(cond.lambda_min),
         "trace": trace,
         "condition": cond,
+        "critical": critical,
         "grid": np.asarray(grid),
         "density": np.asarray(density),
     }
@@ -156,6 +160,7 @@ def print_curvature_table(c: dict) -> None:
     print(rule)
     # one line, never wrapped: a wrapped sentence once read "...both signs: no" / "condition number"
     print(f"condition number: {verdict}")
+    print(f"critical point: {c['critical'].summary}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -46,6 +46,14 @@ def test_classify_2d(coeffs, point, kind):
     hess_diag = np.array([2 * coeffs[0], 2 * coeffs[1]])
     np.testing.assert_allclose([report.min_eigenvalue, report.max_eigenvalue], [hess_diag.min(), hess_diag.max()],
                                atol=1e-5)
+    # 2 Lanczos steps in 2-D are exact: the certified intervals hold the true extremes (float32 slack)
+    (lo_min, hi_min), (lo_max, hi_max) = report.min_interval, report.max_interval
+    assert lo_min - 1e-5 <= hess_diag.min() <= hi_min + 1e-5 and lo_max - 1e-5 <= hess_diag.max() <= hi_max + 1e-5
+    assert hi_min - lo_min < 1e-5 and hi_max - lo_max < 1e-5
+    # the Hessian's own verdict, also reported when the gradient is too large for a critical point
+    expected_curvature = {(1.0, 1.0): "minimum", (-1.0, -1.0): "maximum", (1.0, -1.0): "saddle"}
+    assert report.curvature_kind == (expected_curvature.get(coeffs[:2], "degenerate") if kind == "not_critical" else kind)
+    assert f"gradient norm {report.grad_norm:.3g}" in report.summary
     if hess_diag.min() < 0:
         d = np.asarray(report.escape_direction)
         np.testing.assert_allclose(np.linalg.norm(d), 1.0, rtol=1e-5)
