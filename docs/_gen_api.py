@@ -150,6 +150,7 @@ MODULE_ORDER = [
     "gradtx.microbatching",
     "gradtx.curvature.operators", "gradtx.curvature.lanczos", "gradtx.curvature.trace",
     "gradtx.curvature.density", "gradtx.curvature.analysis", "gradtx.curvature.data",
+    "gradtx.curvature.residuals", "gradtx.curvature.blocks",
     "gradtx.curvature.streaming",
     "gradtx.curvature",
     "gradtx.second_order.saddle", "gradtx.second_order.newton_cg",
