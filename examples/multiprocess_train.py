@@ -289,7 +289,9 @@ class RunConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "hidden"):
+        if self.steps < 2:  # the warm-up takes one step, the cosine decay at least one more
+            raise ValueError(f"RunConfig: steps must be >= 2, got {self.steps}")
+        for name in ("batch_size", "hidden"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RunConfig: {name} must be >= 1, got {getattr(self, name)}")
 
@@ -390,12 +392,14 @@ class TrainResult:
     test_accuracy: float = float("nan")
 
 
-def _checkpoint_manager(directory: str | os.PathLike, every: int = 1) -> Any:
+def _checkpoint_manager(directory: str | os.PathLike, every: int = 1, *, read_only: bool = False) -> Any:
+    """Orbax's manager, synchronous: `save` returns once the step is on disk and finalized."""
     import orbax.checkpoint as ocp
 
     options = ocp.CheckpointManagerOptions(
-        save_interval_steps=every, max_to_keep=None, enable_async_checkpointing=False
-    )
+        save_interval_steps=every, max_to_keep=None, enable_async_checkpointing=False,
+        create=not read_only, read_only=read_only,
+    )  # fmt: skip
     return ocp.CheckpointManager(Path(directory).resolve(), options=options)
 
 
@@ -426,6 +430,8 @@ def train(
         raise ValueError(
             f"train: the global batch_size {config.batch_size} must be divisible by the mesh's {mesh.size} devices"
         )
+    if restore_dir is not None and not Path(restore_dir).is_dir():
+        raise ValueError(f"train: restore_dir {restore_dir} is not a directory")
     data = load_digits_data(seed=config.seed)
     _, init, step = _compiled(config, mesh)
     batch_sharding = NamedSharding(mesh, P("data"))
@@ -435,11 +441,12 @@ def train(
     if restore_dir is not None:
         import orbax.checkpoint as ocp
 
-        with _checkpoint_manager(restore_dir) as restorer:
-            steps = restorer.all_steps()
+        with _checkpoint_manager(restore_dir, read_only=True) as restorer:
+            steps = list(restorer.all_steps())
             start = restorer.latest_step() if restore_step is None else restore_step
             if start is None or start not in steps:
-                raise ValueError(f"train: no checkpoint {restore_step} in {restore_dir}; it holds steps {steps}")
+                wanted = "no checkpoint" if restore_step is None else f"no checkpoint {restore_step}"
+                raise ValueError(f"train: {wanted} in {restore_dir}; it holds steps {sorted(steps)}")
             target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), state)
             state = restorer.restore(start, args=ocp.args.StandardRestore(target))
         log(f"restored checkpoint {start} from {restore_dir}")

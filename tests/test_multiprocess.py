@@ -103,18 +103,25 @@ def test_launcher_time_limit_kills_every_worker(mp):
             os.kill(pid, 0)
 
 
-def test_bad_arguments_are_refused(mp):
+def test_bad_arguments_are_refused(mp, tmp_path):
     with pytest.raises(ValueError, match="launch: num_processes must be >= 1, got 0"):
         mp.launch(0, ARGS)
     with pytest.raises(ValueError, match="launch: timeout must be > 0 seconds"):
         mp.launch(2, ARGS, timeout=0)
-    with pytest.raises(ValueError, match="RunConfig: steps must be >= 1, got 0"):
-        mp.RunConfig(steps=0)
+    with pytest.raises(ValueError, match="RunConfig: steps must be >= 2, got 1"):
+        mp.RunConfig(steps=1)
     mesh8 = mp.make_mesh(jax.devices()[:8])
     with pytest.raises(ValueError, match="batch_size 60 must be divisible by the mesh's 8 devices"):
-        mp.train(mp.RunConfig(steps=1, batch_size=60), mesh8)
+        mp.train(mp.RunConfig(steps=2, batch_size=60), mesh8)
+    with pytest.raises(ValueError, match=r"restore_dir .*absent is not a directory"):
+        mp.train(mp.RunConfig(steps=2), mesh8, restore_dir=tmp_path / "absent")
+    assert not (tmp_path / "absent").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"train: no checkpoint in .*empty; it holds steps \[\]"):
+        mp.train(mp.RunConfig(steps=2), mesh8, restore_dir=tmp_path / "empty")
+    assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == []
     with pytest.raises(ValueError, match="checkpoint_every must be >= 1"):
-        mp.train(mp.RunConfig(steps=1), mesh8, checkpoint_dir="unused", checkpoint_every=0)
+        mp.train(mp.RunConfig(steps=2), mesh8, checkpoint_dir="unused", checkpoint_every=0)
     for argv in (["--process-id", "2", "--num-processes", "2", "--coordinator", "h:1"],
                  ["--process-id", "1", "--num-processes", "2"], ["--batch-size", "30"]):  # fmt: skip
         with pytest.raises(SystemExit):
