@@ -51,8 +51,9 @@ PAGES = {
     ),
     "wrappers.md": (
         "Wrappers",
-        "Transformations of transformations; see the [wrappers guide](../guides/wrappers.md).",
-        ("gradtx.wrappers",),
+        "Transformations of transformations; see the [wrappers guide](../guides/wrappers.md). "
+        "`shard_state` keeps an optimizer's state split across a mesh axis (ZeRO-1).",
+        ("gradtx.wrappers", "gradtx.sharding"),
     ),
     "microbatching.md": (
         "Microbatching (`gradtx.microbatching`)",

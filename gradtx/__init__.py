@@ -148,6 +148,7 @@ from gradtx.schedules import (
     warmup_cosine_decay_schedule,
     warmup_exponential_decay_schedule,
 )
+from gradtx.sharding import shard_state, state_shardings
 from gradtx.transforms import (
     AdaptiveGradClipState,
     AddDecayedWeightsState,
@@ -495,6 +496,7 @@ __all__ = [
     "set_to_zero",
     "sgd",
     "sgdr_schedule",
+    "shard_state",
     "sigmoid_binary_cross_entropy",
     "sigmoid_focal_loss",
     "sign_sgd",
@@ -507,6 +509,7 @@ __all__ = [
     "softmax_cross_entropy",
     "softmax_cross_entropy_with_integer_labels",
     "squared_error",
+    "state_shardings",
     "stateless",
     "stateless_with_tree_map",
     "trace",
