@@ -1,10 +1,13 @@
 """gradtx.curvature: matrix-free curvature (Hessian) tools for JAX losses on pytrees.
 
 Conventions: `loss(params, *args)` is a scalar JAX function and `*args` one batch of data; every
-estimator also accepts `batches=` (an iterable of batches) and then works with the
-batch-size-weighted average loss (see [`gradtx.curvature.data`][gradtx.curvature.data]). Vectors
-are pytrees shaped like `params`. Nothing forms a dense Hessian: everything is built from
-Hessian-vector products, runs inside `lax` loops and can be called under `jax.jit`.
+estimator also accepts `batches=` and then works with the batch-size-weighted average loss (see
+[`gradtx.curvature.data`][gradtx.curvature.data]): a [`Batched`][gradtx.curvature.Batched]
+in-memory data set is swept by `lax.scan` in one compiled call, and a list, loader or generator
+factory is streamed one batch at a time through one compiled per-batch product (see
+[`gradtx.curvature.streaming`][gradtx.curvature.streaming]). Vectors are pytrees shaped like
+`params`. Nothing forms a dense Hessian: everything is built from Hessian-vector products, runs
+inside `lax` loops and can be called under `jax.jit` (streamed data: on the host, outside `jit`).
 
 * operators: [`hvp`][gradtx.curvature.hvp], [`hessian_operator`][gradtx.curvature.hessian_operator],
   [`gnvp`][gradtx.curvature.gnvp], [`gauss_newton_operator`][gradtx.curvature.gauss_newton_operator];

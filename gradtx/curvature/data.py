@@ -12,6 +12,11 @@ so a short last batch counts for what it holds and no more. This is PyHessian's 
 over a data loader it accumulates each batch's Hessian-vector product times the batch size
 and divides the sum by the total number of examples.
 
+Three forms of data are accepted: one batch (`*args`), a [`Batched`][gradtx.curvature.Batched]
+in-memory data set of stacked arrays (swept by `lax.scan` inside one compiled call), and a stream
+(a list, a re-iterable loader, a generator factory; streamed through one compiled per-batch
+product by [`gradtx.curvature.streaming`][gradtx.curvature.streaming]).
+
 The helpers here turn `(loss, args, batches)` into a function of the params alone, which the
 estimators then differentiate.
 """

@@ -179,6 +179,11 @@ def lanczos_tridiag(
 ) -> LanczosResult:
     """Run `num_iters` steps of Lanczos with full reorthogonalization on a pytree operator.
 
+    A traceable `matvec` runs in one compiled `lax.fori_loop`; a
+    [`StreamingOperator`][gradtx.curvature.StreamingOperator] (data streamed on the host) runs
+    as a host loop of compiled steps, one pass over its data per step (see
+    [`krylov_loop`][gradtx.curvature.krylov_loop]).
+
     Args:
         matvec: symmetric linear map `v ↦ A v` on pytrees shaped like `template`.
         template: a pytree of float arrays fixing the vector space (e.g. the params).

@@ -138,8 +138,12 @@ def hvp(loss: Callable[..., Any], params: Any, v: Any, *args: Any, batches: Iter
         v: the direction, a pytree with the structure and shapes of `params` (leaves are cast to
             the params' dtypes).
         *args: one batch of data passed to `loss`.
-        batches: instead of `*args`, an iterable of batches (each a tuple of `loss`'s arguments);
-            the product is then with the Hessian of the batch-size-weighted average loss (see
+        batches: instead of `*args`, the data set: a stream of batches (each a tuple of `loss`'s
+            arguments) — a list, a re-iterable loader or a generator factory, streamed through
+            one compiled per-batch product (see
+            [`gradtx.curvature.streaming`][gradtx.curvature.streaming]) — or a
+            [`Batched`][gradtx.curvature.Batched] in-memory data set, swept by `lax.scan`. The
+            product is then with the Hessian of the batch-size-weighted average loss (see
             [`gradtx.curvature.data`][gradtx.curvature.data]). Default None.
 
     Returns:
@@ -186,8 +190,13 @@ def hessian_operator(loss: Callable[..., Any], params: Any, *args: Any, batches:
         loss: scalar function `loss(params, *args)`.
         params: the point θ, a pytree of float arrays.
         *args: one batch of data passed to `loss`.
-        batches: instead of `*args`, an iterable of batches; the operator is the Hessian of the
-            batch-size-weighted average loss (all batches are linearized at once). Default None.
+        batches: instead of `*args`, the data set; the operator is the Hessian of the
+            batch-size-weighted average loss. A stream (list, loader, generator factory) gives a
+            [`StreamingOperator`][gradtx.curvature.StreamingOperator]: each product is one pass
+            over the data, on the host (call it outside `jax.jit`); a
+            [`Batched`][gradtx.curvature.Batched] data set gives a traceable operator whose
+            products sweep the batches with `lax.scan` (nothing is linearized ahead: each product
+            recomputes the per-batch forward pass, so memory stays that of one batch). Default None.
 
     Returns:
         `matvec(v) -> H·v`, with `v` and the result pytrees like `params`.
@@ -274,7 +283,10 @@ def gauss_newton_operator(
         loss_fn: scalar `loss_fn(outputs, targets)` (typically a mean over the batch).
         params: the point θ, a pytree of float arrays.
         *args: one batch, `(*inputs, targets)`.
-        batches: instead of `*args`, an iterable of batches `(*inputs, targets)`; the operator is
+        batches: instead of `*args`, the data set of batches `(*inputs, targets)` (a stream: list,
+            loader, generator factory, giving a
+            [`StreamingOperator`][gradtx.curvature.StreamingOperator]; or a
+            [`Batched`][gradtx.curvature.Batched] data set, swept by `lax.scan`); the operator is
             `Σ_i (n_i/N) G_i`, the Gauss-Newton matrix of the batch-size-weighted average loss.
             Default None.
 
@@ -337,7 +349,9 @@ def gnvp(
         params: the point θ.
         v: the direction, a pytree like `params`.
         *args: one batch `(*inputs, targets)`.
-        batches: instead of `*args`, an iterable of batches (batch-size-weighted). Default None.
+        batches: instead of `*args`, a stream of batches or a
+            [`Batched`][gradtx.curvature.Batched] data set (batch-size-weighted, see
+            [`gauss_newton_operator`][gradtx.curvature.gauss_newton_operator]). Default None.
 
     Returns:
         `G·v`, a pytree like `params`.

@@ -19,7 +19,9 @@ three forms:
 * any other iterable of batches: a [`StreamingOperator`][gradtx.curvature.StreamingOperator],
   applied on the host by looping over the data. The per-batch product is one `jax.jit`-compiled
   function, compiled once per batch shape and reused for every batch, every product and every
-  later call with the same loss; only one or two batches are alive at a time.
+  later call with the same loss; only one or two batches are alive at a time. A batch of a
+  new shape (typically a short last batch) compiles the step once more, then it is cached too;
+  padding it is not done, since a general loss cannot be told to ignore padded examples.
 
 Accepted streams (`batches=`):
 
