@@ -276,6 +276,8 @@ def state_shardings(tx: GradientTransformation, params: Params, mesh: Mesh, axis
     param_specs = jax.tree_util.tree_unflatten(
         treedef, [_param_spec(owner, mesh, jax.tree_util.keystr(path), leaf) for path, leaf in leaves]
     )
+    if all(spec == _REPLICATED for spec in jax.tree.leaves(param_specs, is_leaf=_is_spec)):
+        param_specs = None  # all replicated: no need to find the params-shaped parts of the state
     abstract = jax.eval_shape(tx.init, params)
     specs = _state_specs(owner, tx, abstract, axis, axis_size, param_specs)
     return jax.tree.map(lambda spec: NamedSharding(mesh, spec), specs, is_leaf=_is_spec)
