@@ -9,9 +9,12 @@ state shrinks from $S$ to about $S / n$ bytes.
 
 On JAX's SPMD engine this needs no new collective code. [`state_shardings`][gradtx.state_shardings]
 says where every state leaf lives; [`shard_state`][gradtx.shard_state] wraps a transformation so
-that its `init` and `update` pin the state to those shardings with `jax.lax.with_sharding_constraint` and pin the updates to the params' sharding. XLA then
-partitions the element-wise update math along the sharded dimension, turns the gradient
-all-reduce into a reduce-scatter where it can, and all-gathers the updates. Both are exported at
+that its `init` and `update` pin the state to those shardings with
+`jax.lax.with_sharding_constraint` and pin the updates to the params' sharding. XLA then
+partitions the element-wise update math along the sharded dimension: each device keeps its slice
+of the summed gradient (a backend may turn the all-reduce and the slice into one reduce-scatter;
+XLA:CPU keeps the all-reduce) and the updates are all-gathered. The step of the snippet below
+compiles, on 8 CPU devices, to one all-reduce and one all-gather. Both functions are exported at
 the top level (`gradtx.shard_state`, `gradtx.state_shardings`).
 
 **The placement rule** (one state leaf of shape $(d_0, \ldots, d_{k-1})$, mesh axis of size $n$,
