@@ -13,6 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jax.sharding import Mesh, NamedSharding, SingleDeviceSharding
 from jax.sharding import PartitionSpec as P
 
@@ -75,6 +77,22 @@ def test_rule_largest_divisible_dimension_first_on_ties_scalars_and_counts_repli
     square = _spec_tree(gradtx.state_shardings(gradtx.sgd(0.1, momentum=0.9), {"s": jnp.ones((16, 16)),
                                                                              "t": jnp.ones(4)}, mesh))
     assert square[0].trace == {"s": P("data", None), "t": P()}
+
+
+@settings(max_examples=30, deadline=None, derandomize=True, database=None)
+@given(shape=st.lists(st.sampled_from([1, 3, 4, 8, 12, 16, 24, 40]), min_size=0, max_size=4))
+def test_rule_invariants_on_random_shapes(shape, mesh):
+    leaf = jax.ShapeDtypeStruct(tuple(shape), jnp.float32)
+    spec = gradtx.state_shardings(gradtx.sgd(0.1, momentum=0.9), {"w": leaf}, mesh)[0].trace["w"].spec
+    entries = tuple(spec) + (None,) * (len(shape) - len(spec))
+    divisible = [d for d, size in enumerate(shape) if size % 8 == 0]
+    if not divisible:  # nothing to split on: replicated
+        assert all(e is None for e in entries)
+        return
+    (split,) = [d for d, e in enumerate(entries) if e is not None]  # exactly one dimension, along "data"
+    assert entries[split] == "data" and split in divisible
+    assert shape[split] == max(shape[d] for d in divisible)  # the largest divisible one
+    assert all(shape[d] < shape[split] for d in divisible if d < split)  # the first among equals
 
 
 def test_rule_masked_none_inject_hyperparams_and_key_leaves(mesh):
