@@ -83,9 +83,9 @@ def with_device_count(xla_flags: str, devices: int) -> str:
 class WorkerFailure(RuntimeError):
     """A worker exited with a non-zero status, or the run exceeded its time limit.
 
-    `returncodes` holds each worker's exit status (negative: killed by that signal; the workers
-    still running when the failure was noticed are killed by the launcher), `stdout`/`stderr`
-    what each printed, `pids` their process ids (all of them reaped by the time this is raised).
+    `returncodes` holds each worker's exit status when the failure was noticed (negative: killed
+    by that signal; None: still running, and then killed by the launcher), `stdout`/`stderr` all
+    that each printed, `pids` their process ids (every worker is reaped before this is raised).
     """
 
     def __init__(
@@ -173,16 +173,8 @@ def launch(
         for line in stream:
             stderr[i].append(line)
 
-    def failure(message: str) -> WorkerFailure:
-        return WorkerFailure(
-            message,
-            [p.poll() for p in processes],
-            ["".join(s) for s in stdout],
-            ["".join(s) for s in stderr],
-            [p.pid for p in processes],
-        )
-
     deadline = time.monotonic() + timeout
+    error: tuple[str, list[int | None]] | None = None
     try:
         for i in range(num_processes):
             command = [
@@ -207,17 +199,19 @@ def launch(
                 readers.append(reader)
         open_streams = num_processes
         while True:
+            codes = [p.poll() for p in processes]
+            failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+            if failed:
+                error = (f"launch: worker {failed[0][0]} exited with status {failed[0][1]}", codes)
+                break
+            if open_streams == 0 and all(c == 0 for c in codes):
+                break
             if time.monotonic() > deadline:
-                raise failure(f"launch: the {num_processes} workers did not finish within {timeout:g} s")
+                error = (f"launch: the {num_processes} workers did not finish within {timeout:g} s", codes)
+                break
             try:
                 i, line = lines.get(timeout=0.05)
             except queue.Empty:
-                codes = [p.poll() for p in processes]
-                failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
-                if failed:
-                    raise failure(f"launch: worker {failed[0][0]} exited with status {failed[0][1]}") from None
-                if open_streams == 0 and all(c == 0 for c in codes):
-                    break
                 continue
             if line is None:
                 open_streams -= 1
@@ -238,7 +232,15 @@ def launch(
             process.wait(timeout=30)
         for reader in readers:
             reader.join(timeout=5)
-    return ["".join(s) for s in stdout]
+    while not lines.empty():  # what the workers printed after the last line handled above
+        i, line = lines.get_nowait()
+        if line is not None:
+            stdout[i].append(line)
+    outputs = ["".join(s) for s in stdout]
+    if error is not None:
+        message, codes = error
+        raise WorkerFailure(message, codes, outputs, ["".join(s) for s in stderr], [p.pid for p in processes])
+    return outputs
 
 
 def parse_losses(text: str) -> dict[int, float]:
