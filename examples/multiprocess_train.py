@@ -19,7 +19,8 @@ and then every process runs the *same* program on one global mesh over all N × 
 params and the optimizer state are replicated over the mesh axis `data`, and each global batch is
 split along it; every process loads only its own rows (`jax.make_array_from_process_local_data`).
 XLA inserts the all-reduce of the gradients. On several hosts, run one worker per host by hand
-with the same `--coordinator HOST:PORT` (and drop the simulated-devices flag).
+with the same `--coordinator HOST:PORT` (process 0's host); the simulated-devices flag only
+concerns the CPU backend, so on GPU or TPU hosts each worker trains on its accelerators.
 
 The optimizer is `chain(clip_by_global_norm(1.0), adamw(warmup_cosine_decay_schedule(...)))`
 (examples/_common.py's `make_optimizer`), the model a plain-JAX MLP (64 → hidden → 10). Batches
