@@ -60,7 +60,9 @@ class SolveReport(NamedTuple):
 
     Attributes:
         residual_norm: $\\lVert b - (A + \\lambda I) x\\rVert$ of the returned $x$, recomputed
-            with one operator product after the iteration (not the recursive estimate).
+            with one operator product after the iteration (not the recursive estimate); for
+            low-precision (bfloat16/float16) `b` it is that of the float32 iterate before `x` is
+            cast to `b`'s leaf dtypes.
         relative_residual: `residual_norm / ‖b‖` (0 when `b = 0`).
         iterations: Krylov iterations run (int32) = operator products inside the loop; the
             solver uses one more for the final residual and, when `x0` is given, one for the
