@@ -270,6 +270,10 @@ def test_validation():
     # b's structure does not match the operator's
     with pytest.raises(ValueError, match=r"solve: matvec\(b\) must have the tree structure of b"):
         solve(op, {"u": b["u"], "w": b["w"], "extra": jnp.zeros(1)})
+    loss, params, x, y, _, _ = _mlp_problem()
+    streaming = data_operator("test", HessianProduct(loss), params, (), [(x, y)])
+    with pytest.raises(ValueError, match="solve: b must have the tree structure of the operator's template"):
+        solve(streaming, b)
     with pytest.raises(ValueError, match="inverse_hvp: the vector must have the tree structure of params"):
         inverse_hvp(lambda p: jnp.sum(p["u"] ** 2), b, jnp.zeros(N))
     with pytest.raises(ValueError, match="inverse_hvp: method must be one of"):
