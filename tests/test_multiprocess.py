@@ -27,7 +27,7 @@ pytest.importorskip("sklearn")
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 STEPS, EVERY = 16, 4
 ARGS = ["--steps", str(STEPS), "--batch-size", "64", "--hidden", "64", "--lr", "0.003", "--seed", "0"]
-LAUNCH_TIMEOUT = 150.0  # s per launch of 2 workers (≈ 10 s on an idle machine)
+LAUNCH_TIMEOUT = 150.0  # s per launch of 2 workers (10-25 s here, on 2 cores shared with other jobs)
 TEST_TIME_LIMIT = 240  # s, the pytest-level guard around each test
 RTOL = 1e-6
 
