@@ -586,7 +586,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.process_id is not None:  # a worker started by the launcher (or by hand on each host)
         run_worker(args)
         return
-    title = f"{args.num_processes} process(es) × {args.devices_per_process} devices"
+    processes = "1 process" if args.num_processes == 1 else f"{args.num_processes} processes"
+    title = f"{processes} × {args.devices_per_process} devices, global batch {args.batch_size}"
     if args.num_processes == 1:  # the same run in this one process
         losses = run_worker(args).losses
     else:
