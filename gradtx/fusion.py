@@ -57,16 +57,31 @@ trusts the caller.
 Turning it off: [`maybe_fuse`][gradtx.fusion.maybe_fuse] returns its argument unchanged inside
 `with gradtx.fusion.disabled():` or when the environment variable `GRADTX_FUSION=0` is set (both
 read when the transformation is *built*), and never fuses trees with fewer than `min_leaves`
-small leaves. Fusion assumes the leaves live on one device: for params sharded across devices,
-do not fuse (concatenating sharded arrays forces them onto one layout).
+small leaves.
+
+On a mesh. Leaves fuse per *sharding group*: `init` reads the params' shardings and only leaves
+with the same sharding and dtype share a buffer. Single-device and replicated leaves form the
+plain `"fused:<dtype>"` buffer; leaves sharded along their first axis only (a `NamedSharding`
+whose spec shards axis 0 over mesh axes, e.g. `P("x")`, the first dimension divisible by the
+number of shards $n$) form a buffer `"fused:<dtype>@x"` of shape $(n, m)$ sharded along its rows,
+row $j$ holding every leaf's $j$-th block, so the state stays sharded like the params and
+gathering the leaves into it or cutting the updates out of it moves no data between devices;
+leaves sharded another way stay whole, with their sharding. `init` records the grouping for the
+tree's structure, shapes and dtypes, and `update` (inside `jit`, where shardings are not
+visible) reuses it: call `init` on the sharded params in the process that runs `update` (it is
+what restoring a checkpoint into `tx.init(params)` does); otherwise `update` raises a
+`ValueError` rather than guess.
 
 Implementation notes (measured, see `docs/benchmarks.md`). XLA compiles one kernel per distinct
 fused computation, and a slice at a constant offset makes every leaf's kernel distinct: cutting
 1,000 leaves out of one buffer with static slices compiles ~1,000 kernels (tens of seconds on
 CPU). The offsets of leaves whose shape occurs more than once are therefore made opaque to the
 compiler (they pass through a no-op sort of runtime values), so every leaf of the same shape
-reuses one kernel; leaves of a unique shape are cut at constant offsets. Correctness never
-depends on this; only compile time does.
+reuses one kernel; leaves of a unique shape are cut at constant offsets. The sort's run time
+grows with its operands (on CPU about as much as one more kernel per operand), so up to 8
+leaves of one shape lying back to back share one opaque offset, the others adding a constant
+to it: one sort operand per 8 leaves, at most 8 kernels per shape. Correctness never depends
+on this; only compile and run time do.
 """
 
 import contextlib
@@ -80,7 +95,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradtx import _validation as _v
-from gradtx._fused_layout import Layout, from_view, layout_of, to_view
+from gradtx._fused_layout import Layout, from_view, layout_of, shardings_known, to_view
 from gradtx.base import GradientTransformation, OptState, describe
 
 __all__ = [
@@ -116,8 +131,9 @@ class FusedState(NamedTuple):
 
     Attributes:
         inner: the inner transformation's state for the fused view of the params (a dict
-            with one 1-D buffer per dtype, keyed `"fused:<dtype>"`, and the large leaves, keyed
-            by their path).
+            with one 1-D buffer per dtype, keyed `"fused:<dtype>"`, one 2-D buffer per group of
+            leaves sharded alike along their first axis, keyed `"fused:<dtype>@<mesh axes>"`,
+            and the leaves kept whole, keyed `"leaf:<position>"`).
     """
 
     inner: OptState
@@ -136,9 +152,44 @@ def _check_inner(owner: str, inner: Any) -> None:
         )
 
 
+def _tree_key(tree: Any) -> Any:
+    """Structure, shapes and dtypes of `tree`: what a layout depends on besides shardings."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple((tuple(jnp.shape(x)), jnp.dtype(jnp.result_type(x)).name) for x in leaves)
+
+
+def _group_keys(state: Any) -> set[str] | None:
+    """The keys of the first fused view (a dict keyed "fused:...") found in a fused state."""
+    found: list[set[str]] = []
+
+    def visit(x: Any) -> bool:
+        if isinstance(x, dict) and any(str(k).startswith("fused:") for k in x):
+            found.append({k for k in x if str(k).startswith("fused:")})
+            return True
+        return False
+
+    jax.tree.leaves(state, is_leaf=visit)
+    return found[0] if found else None
+
+
 def _fused_transform(inner: GradientTransformation, max_leaf_size: int) -> GradientTransformation:
+    # The layout depends on the params' shardings (leaves fuse per sharding group), which are
+    # known when init sees concrete arrays but not inside jit, where update usually runs: init
+    # records the layout it chose for a tree's structure, shapes and dtypes, and update reuses it.
+    layouts: dict[Any, Layout] = {}
+
+    def layout_for(tree: Any, *candidates: Any) -> Layout:
+        key = _tree_key(tree)
+        for candidate in candidates:
+            if candidate is not None and shardings_known(candidate):
+                layouts[key] = layout_of(candidate, max_leaf_size)
+                return layouts[key]
+        if key not in layouts:
+            return layout_of(tree, max_leaf_size, use_shardings=False)
+        return layouts[key]
+
     def init(params):
-        layout = layout_of(params, max_leaf_size)
+        layout = layout_for(params, params)
         return FusedState(inner=inner.init(to_view(params, layout, "params")))
 
     def update(updates, state, params=None, **extra_args):
@@ -147,7 +198,23 @@ def _fused_transform(inner: GradientTransformation, max_leaf_size: int) -> Gradi
                 f"fused.update expected a FusedState, got {type(state).__name__}; build the state "
                 f"with this transformation's init."
             )
-        layout = layout_of(updates, max_leaf_size)
+        if _tree_key(updates) in layouts:
+            layout = layouts[_tree_key(updates)]
+        else:  # no init seen in this process (e.g. a state restored from a checkpoint)
+            layout = layout_for(updates, params)
+        expected = _group_keys(state.inner)
+        if expected is not None and expected != set(layout.groups):
+            # a state fused without shardings (e.g. on one device) continued with sharded params
+            plain = layout_of(updates, max_leaf_size, use_shardings=False)
+            layout = plain if expected == set(plain.groups) else layout
+        if expected is not None and expected != set(layout.groups):
+            raise ValueError(
+                f"fused.update: the state holds the fused buffers {sorted(expected)} but the updates "
+                f"give the buffers {sorted(layout.groups)}: leaves fuse per sharding group, and the "
+                f"shardings are read by init (or from concrete params). Call this transformation's "
+                f"init on the (sharded) params in this process before update, or pass concrete "
+                f"params to update."
+            )
         view = to_view(updates, layout, "updates")
         view_params = None if params is None else to_view(params, layout, "params")
         new_view, inner_state = inner.update(view, state.inner, view_params, **extra_args)
@@ -225,7 +292,9 @@ def unfuse_state(state: Any, params: Any, max_leaf_size: int = DEFAULT_MAX_LEAF_
 
     Args:
         state: the state to convert.
-        params: the params (or their shapes) the state was built for.
+        params: the params (or their shapes) the state was built for; with their shardings
+            when the state was fused on a mesh (its sharding groups are found from them). A
+            state fused without shardings (on one device) is recognised as such.
         max_leaf_size: the value the transformation was built with (default the default).
 
     Returns:
@@ -234,6 +303,11 @@ def unfuse_state(state: Any, params: Any, max_leaf_size: int = DEFAULT_MAX_LEAF_
     if not isinstance(state, FusedState):
         return state
     layout = layout_of(params, int(max_leaf_size))
+    found = _group_keys(state.inner)
+    if found is not None and found != set(layout.groups):
+        # fused without shardings (e.g. written on one device), converted with sharded params
+        plain = layout_of(params, int(max_leaf_size), use_shardings=False)
+        layout = plain if found == set(plain.groups) else layout
     keys = set(layout.groups) | set(layout.singles)
 
     def is_view(x: Any) -> bool:
@@ -410,9 +484,10 @@ def maybe_fuse(
             default 8.
         max_leaf_size: as in [`fused`][gradtx.fusion.fused]; default 4,096.
         single_device: when True, fuse only when JAX sees a single device (checked at `init`),
-            so that on several devices every state leaf keeps the sharding of its param (the
-            state layout then depends on the device count). Default False: fuse on any number
-            of devices (large leaves, which keep their sharding, are never concatenated).
+            so that on several devices the state is the per-leaf one (the state layout then
+            depends on the device count). Default False: fuse on any number of devices, per
+            sharding group (see the module documentation: the state stays sharded like the
+            params).
 
     Returns:
         A `GradientTransformation` (`tx` itself when not fused).

@@ -190,6 +190,39 @@ def test_any_tree_structure_gives_per_leaf_adam(shapes, split):
     assert len(keys) == len(shapes) - len(small) + bool(small)
 
 
+def test_adjacent_leaves_of_one_shape_share_opaque_offsets():
+    # leaves of one shape lying back to back are cut in runs of at most RUN: one operand of the
+    # no-op sort per run (its cost grows with its operands), the others at constant distances
+    import re
+
+    from gradtx._fused_layout import RUN
+
+    rng = np.random.default_rng(7)
+    shapes = [(5,)] * (2 * RUN + 4) + [(3,)] + [(5,)] * 3 + [(2, 2)] * 2
+    params = [jnp.asarray(rng.normal(size=s), jnp.float32) for s in shapes]
+    grads = [[jnp.asarray(rng.normal(size=s), jnp.float32) for s in shapes] for _ in range(2)]
+    tx_fused, tx_leaf = fused(gradtx.sgd(0.1, momentum=0.9)), gradtx.sgd(0.1, momentum=0.9)
+
+    def step(tx):
+        def f(p, s, g):
+            u, s = tx.update(g, s, p)
+            return gradtx.apply_updates(p, u), s
+
+        return jax.jit(f)
+
+    fused_step, leaf_step = step(tx_fused), step(tx_leaf)
+    text = fused_step.lower(params, tx_fused.init(params), grads[0]).compile().as_text()
+    (sort_line,) = [line for line in text.splitlines() if re.search(r"= \(.*\) sort\(", line)]
+    operands = sort_line.split(" sort(", 1)[1].split(")", 1)[0].count("%")
+    # runs of (5,): RUN, RUN, 4, then 3 after the (3,) leaf; one run of (2, 2); plus the key
+    assert operands == 5 + 1, sort_line[:200]
+    p, s, r, rs = params, tx_fused.init(params), params, tx_leaf.init(params)
+    for g in grads:
+        p, s = fused_step(p, s, g)
+        r, rs = leaf_step(r, rs, g)
+    chex.assert_trees_all_close(p, r, rtol=1e-6, atol=1e-7)
+
+
 def test_global_norm_clipping_is_exact_but_per_leaf_clipping_is_not():
     # why clip_by_norm is excluded: the norm of a concatenation is not the norm of each leaf
     params = {"a": jnp.full((4,), 3.0), "b": jnp.full((9,), 0.1)}

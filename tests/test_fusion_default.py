@@ -172,13 +172,96 @@ def _check_opt_in(params):
     state = opted.init(params)
     assert isinstance(state, FusedState)  # on any device count: single_device defaults to False
     assert isinstance(fused(adam).init(params), FusedState)
-    assert sorted(k for k in state.inner[0].mu if k.startswith("fused:")) == ["fused:bfloat16", "fused:float32"]
+    one_device = jax.device_count() == 1
+    # leaves fuse per sharding group: on several devices the float32 leaves, all sharded along
+    # their first axis, form the group "fused:float32@x"; the replicated bfloat16 leaf its own
+    groups = ["fused:bfloat16", "fused:float32" if one_device else "fused:float32@x"]
+    assert sorted(k for k in state.inner[0].mu if k.startswith("fused:")) == groups
     # converted back, the opted-in state has the alias's per-leaf layout
     assert _layout(unfuse_state(state, params)) == _layout(adam.init(params))
-    one_device = jax.device_count() == 1
     assert isinstance(maybe_fuse(adam, single_device=True).init(params), FusedState) == one_device
     with disabled():
         assert maybe_fuse(adam) is adam
+
+
+def _mesh_params():
+    """6 layers on a 4 x 2 mesh ("x", "y"): leaves sharded along axis 0 over "x" and over ("x", "y"),
+    replicated leaves, a leaf sharded along its second axis only (not fusable) and a bfloat16 one."""
+    mesh = Mesh(np.array(jax.devices()).reshape(4, 2), ("x", "y"))
+    rng = np.random.default_rng(5)
+
+    def put(shape, spec, dtype=jnp.float32):
+        return jax.device_put(jnp.asarray(0.5 * rng.normal(size=shape), dtype), NamedSharding(mesh, spec))
+
+    params = {
+        f"l{i}": {"w": put((8, 3), P("x")), "b": put((4,), P("x")), "r": put((3,), P()),
+                  "c": put((2, 4), P(None, "y")), "xy": put((8, 2), P(("x", "y")))}
+        for i in range(6)
+    }
+    params["half"] = put((5,), P(), jnp.bfloat16)
+    return mesh, params
+
+
+_COLLECTIVES = ("all-gather", "all-to-all", "collective-permute", "all-reduce", "reduce-scatter")
+
+
+def _check_sharded_fusion():
+    """On a mesh, maybe_fuse fuses per sharding group: per-leaf numbers, state sharded like the params."""
+    import re
+
+    mesh, params = _mesh_params()
+    grads = [jax.tree.map(lambda p, t=t: jnp.sin(3.0 * p + t).astype(p.dtype), params) for t in range(3)]
+    makers = {
+        "adam": lambda: gradtx.adam(1e-2),
+        "clip_adamw": lambda: gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.adamw(1e-2, weight_decay=0.1)),
+    }
+    for name, make in makers.items():
+        tx, ref = maybe_fuse(make()), make()
+        compiled = {}
+        for label, t in (("fused", tx), ("per_leaf", ref)):
+            def step(p, s, g, t=t):
+                u, s = t.update(g, s, p)
+                return gradtx.apply_updates(p, u), s
+
+            compiled[label] = jax.jit(step, donate_argnums=(0, 1))
+        state, ref_state = tx.init(params), ref.init(params)
+        assert isinstance(state, FusedState), name
+        mu = optax.tree.get(state, "mu")
+        small_f32 = [k for k in mu if k.startswith("fused:float32")]
+        assert sorted(small_f32) == ["fused:float32", "fused:float32@x", "fused:float32@x+y"], (name, list(mu))
+        assert "fused:bfloat16" in mu and sum(k.startswith("leaf:") for k in mu) == 6  # the "c" leaves stay whole
+        # a sharded group's buffer is (shards, per-shard elements), its rows on the devices of its axes
+        assert mu["fused:float32@x"].shape == (4, 6 * (8 * 3 + 4) // 4)
+        assert mu["fused:float32@x"].sharding.is_equivalent_to(NamedSharding(mesh, P("x", None)), 2)
+        assert mu["fused:float32@x+y"].shape == (8, 6 * 8 * 2 // 8)
+        assert mu["fused:float32@x+y"].sharding.is_equivalent_to(NamedSharding(mesh, P(("x", "y"), None)), 2)
+        assert mu["fused:float32"].sharding.is_fully_replicated
+        p, r = jax.tree.map(jnp.copy, params), jax.tree.map(jnp.copy, params)
+        for g in grads:
+            p, state = compiled["fused"](p, state, g)
+            r, ref_state = compiled["per_leaf"](r, ref_state, g)
+        chex.assert_trees_all_close(p, r, rtol=1e-6, atol=1e-6)  # test_fusion.py's tolerance
+        for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(params), strict=True):
+            assert a.sharding.is_equivalent_to(b.sharding, a.ndim), (name, a.shape, a.sharding)
+        # after training the buffers are still sharded, and split back they are the per-leaf state,
+        # leaf by leaf with the per-leaf state's shardings
+        assert optax.tree.get(state, "mu")["fused:float32@x"].sharding.is_equivalent_to(
+            NamedSharding(mesh, P("x", None)), 2)
+        unfused = unfuse_state(state, params)
+        chex.assert_trees_all_close(unfused, ref_state, rtol=1e-6, atol=1e-6)
+        for a, b in zip(jax.tree.leaves(unfused), jax.tree.leaves(ref_state), strict=True):
+            assert a.sharding.is_equivalent_to(b.sharding, a.ndim), (name, a.shape, a.sharding, b.sharding)
+        # gathering into and cutting out of the sharded buffers moves no data between devices:
+        # the fused step has the per-leaf step's collectives (clip_by_global_norm's all-reduces)
+        texts = {k: c.lower(params, s, params).compile().as_text()
+                 for (k, c), s in zip(compiled.items(), (tx.init(params), ref.init(params)), strict=True)}
+        counts = {k: [len(re.findall(rf"\b{op}(-start)?\(", t)) for op in _COLLECTIVES] for k, t in texts.items()}
+        assert counts["fused"] == counts["per_leaf"], (name, counts)
+    # a fused state whose transformation never saw the sharded params cannot guess the groups
+    # inside jit: a clear error instead of a silently different layout
+    fresh = maybe_fuse(gradtx.adam(1e-2))
+    with pytest.raises(ValueError, match="sharding group"):
+        jax.jit(fresh.update)(grads[0], maybe_fuse(gradtx.adam(1e-2)).init(params), params)
 
 
 def check_contract(devices: int) -> None:
@@ -188,6 +271,8 @@ def check_contract(devices: int) -> None:
     _check_low_precision(_params(low_precision=True))
     _check_nnx_optimizer()
     _check_opt_in(_params(low_precision=True))
+    if devices == 8:
+        _check_sharded_fusion()
 
 
 def _contract_in_a_fresh_process(devices: int) -> None:
