@@ -197,7 +197,7 @@ def _acc_dtype(dtype: Any) -> Any:
 def _step(fn: Callable[..., Any], static: Any, acc: Any, count: Any, operands: Any, arrays: Any) -> Any:
     """`acc + n_i · fn(operands, *B_i)`: the one compiled per-batch function (cached on fn, data layout, shapes)."""
     out = fn(operands, *combine_data(arrays, static))
-    return jax.tree.map(lambda a, o: a + (count * o).astype(a.dtype), acc, out)
+    return jax.tree.map(lambda a, o: a + count * o.astype(a.dtype), acc, out)
 
 
 @functools.partial(jax.jit, static_argnames=("dtypes",))
