@@ -2,7 +2,7 @@
 
 References: `numpy.linalg.slogdet` of dense matrices (a ~1,000-parameter GGN built by applying the
 operator to the identity; `jax.hessian` for the loss form), closed forms for diagonal matrices,
-and the exact per-probe values `zᵀ log(B) z` over all Rademacher sign patterns of a 3×3 matrix.
+and the exact per-probe values `zᵀ log(B) z` over all Rademacher sign patterns of a 7×7 matrix.
 """
 
 import functools
@@ -80,49 +80,50 @@ def test_ggn_logdet_within_one_percent_and_standard_error_shrinks():
     assert float(rep.min_ritz_value) >= lam * (1 - 1e-9)
 
 
-def _spd3():
-    q, _ = np.linalg.qr(np.random.default_rng(3).standard_normal((3, 3)))
-    return (q * np.array([0.3, 1.7, 4.0])) @ q.T
+def _sign_patterns(n):
+    """All Rademacher vectors of R^n up to the global sign (first entry +1), as rows."""
+    return np.array([(1.0, *s) for s in itertools.product((1.0, -1.0), repeat=n - 1)])
 
 
-def _exact_probe_values(b):
-    """z^T log(B) z for the 4 Rademacher sign patterns of R^3 (up to the global sign)."""
-    w, v = np.linalg.eigh(b)
+def _spd7():
+    q, _ = np.linalg.qr(np.random.default_rng(3).standard_normal((7, 7)))
+    return (q * np.array([0.3, 0.8, 1.7, 2.5, 4.0, 6.0, 9.0])) @ q.T
+
+
+# one compile for every 7×7 matrix and damping below (the matrix is a traced argument)
+_logdet7 = jax.jit(lambda a, lam: operator_logdet(lambda v: a @ v, jnp.zeros(7), damping=lam, num_probes=16,
+                                                  num_iters=7))
+
+
+def test_num_iters_n_is_exact_per_probe():
+    # with num_iters >= n Gauss quadrature is exact: each probe r gives z_r^T log(A + λI) z_r,
+    # one of the 64 values of the sign patterns z (found by brute force)
+    a, lam = _spd7(), 0.25
+    rep = _logdet7(jnp.asarray(a), lam)
+    w, v = np.linalg.eigh(a + lam * np.eye(7))
     log_b = (v * np.log(w)) @ v.T
-    zs = [np.array((1.0, *s)) for s in itertools.product((1.0, -1.0), repeat=2)]
-    return np.array([z @ log_b @ z for z in zs])
-
-
-def test_num_iters_n_is_exact_per_probe_under_jit():
-    # with num_iters >= n Gauss quadrature is exact: each probe gives z^T log(A + λI) z for its
-    # sign pattern z; once the probes hit all four patterns their mean is tr log = log det
-    a = _spd3()
-    lam = 0.25
-    run = jax.jit(lambda d: operator_logdet(lambda v: jnp.asarray(a) @ v, jnp.zeros(3), damping=d,
-                                            num_probes=16, num_iters=3))
-    rep = run(lam)
-    exact = _exact_probe_values(a + lam * np.eye(3))
+    z = _sign_patterns(7)
+    exact = np.einsum("pi,ij,pj->p", z, log_b, z)
     per = np.asarray(rep.per_probe)
-    nearest = np.abs(per[:, None] - exact[None, :])
-    assert np.all(nearest.min(axis=1) < 1e-8), nearest.min(axis=1)
-    assert len(np.unique(nearest.argmin(axis=1))) == 4  # these 16 probes span all patterns
-    np.testing.assert_allclose(exact.mean(), np.linalg.slogdet(a + lam * np.eye(3))[1], rtol=1e-12)
+    nearest = np.abs(per[:, None] - exact[None, :]).min(axis=1)
+    assert np.all(nearest < 1e-8), nearest
     assert bool(rep.positive_definite)
+    # the mean over all patterns is the trace (Rademacher probes are unbiased): the log det
+    np.testing.assert_allclose(exact.mean(), np.linalg.slogdet(a + lam * np.eye(7))[1], rtol=1e-12)
 
 
 def test_diagonal_is_exact_and_indefinite_gives_nan():
     # z_i^2 = 1: z^T f(D) z = tr f(D), so every probe is exact and the standard error is 0
-    d = jnp.array([-0.5, 0.5, 1.0, 2.0, 3.0, 3.0, 10.0])  # a repeated eigenvalue (Lanczos breakdown)
-    run = jax.jit(lambda lam: operator_logdet(lambda v: d * v, jnp.zeros(7), damping=lam, num_probes=3, num_iters=7))
+    d = np.array([-0.5, 0.5, 1.0, 2.0, 3.0, 3.0, 10.0])  # a repeated eigenvalue (Lanczos breakdown)
     lam = 0.6
-    rep = run(lam)
-    true = float(np.sum(np.log(np.asarray(d) + lam)))
+    rep = _logdet7(jnp.diag(jnp.asarray(d)), lam)
+    true = float(np.sum(np.log(d + lam)))
     np.testing.assert_allclose(np.asarray(rep.per_probe), true, rtol=1e-10)
     np.testing.assert_allclose(float(rep.logdet), true, rtol=1e-10)
     assert float(rep.standard_error) < 1e-8 and bool(rep.positive_definite)
     np.testing.assert_allclose(float(rep.min_ritz_value), 0.1, rtol=1e-8)
     # damping 0.1 leaves the eigenvalue -0.4 < 0: NaN estimate, the flag, and the offending node
-    rep = run(0.1)
+    rep = _logdet7(jnp.diag(jnp.asarray(d)), 0.1)
     assert not bool(rep.positive_definite)
     assert np.isnan(float(rep.logdet)) and np.all(np.isnan(np.asarray(rep.per_probe)))
     np.testing.assert_allclose(float(rep.min_ritz_value), -0.4, rtol=1e-8)
