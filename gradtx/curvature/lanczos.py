@@ -337,14 +337,16 @@ def hessian_lanczos(loss, params, arrays, static, weights, key, num_iters: int) 
 
 
 def run_hessian_lanczos(
-    owner: str, loss: Any, params: Any, args: tuple[Any, ...], batches: Any, key: Any, num_iters: int
+    owner: str, loss: Any, params: Any, args: tuple[Any, ...], batches: Any, key: Any, num_iters: int,
+    gradient: bool = True,
 ) -> tuple[Any, LanczosResult]:
     """Validate, bind the data and run `hessian_lanczos`; returns `(gradient, LanczosResult)`.
 
     One batch (`args`) or a [`Batched`][gradtx.curvature.Batched] data set: one compiled call.
     A stream (`batches=` list, loader, generator factory): the Lanczos steps run on the host
     around the streaming Hessian product, and the gradient is the batch-size-weighted mean of
-    the per-batch gradients (one more pass over the data).
+    the per-batch gradients (one more pass over the data, skipped with `gradient=False`, which
+    then returns None for it).
     """
     loss = static_callable(owner, "loss", loss)
     _check_num_iters(owner, num_iters)
@@ -353,7 +355,7 @@ def run_hessian_lanczos(
     if streamed is not None:  # a stream: one pass for the gradient, one per Lanczos step
         mv, n, dtype, _ = flatten_operator(streamed, params)
         res = _lanczos_flat(mv, n, dtype, min(num_iters, n), _default_key(key), None, streaming=True)
-        return streamed_gradient(owner, loss, params, batches), res
+        return (streamed_gradient(owner, loss, params, batches) if gradient else None), res
     data, weights = prepare_data(owner, args, batches)
     arrays, static = partition_data(data)
     # clip before it becomes a static argument, so that e.g. num_iters=100 and 200 share a compile
@@ -403,7 +405,7 @@ def eigsh(
     """
     owner = "eigsh"
     _check_eig_args(owner, k, which, num_iters, _dimension(owner, params))
-    _, res = run_hessian_lanczos(owner, loss, params, args, batches, key, num_iters)
+    _, res = run_hessian_lanczos(owner, loss, params, args, batches, key, num_iters, gradient=False)
     vals, vecs = _ritz_pairs(res, params, k=k, which=which)
     if return_residuals:
         return vals, vecs, ritz_residuals(hessian_operator(loss, params, *args, batches=batches), params, vals, vecs)
