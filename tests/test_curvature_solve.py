@@ -157,11 +157,16 @@ def test_damping(method):
 def test_zero_rhs_and_start_vector():
     op = _tree_operator(SPD)
     zero = _split(np.zeros(N))
-    # b = 0: x = 0 without any iteration, whatever the start vector
-    x, report = solve(op, zero, method="cg", x0=_split(np.ones(N)))
+    # b = 0: x = 0 without any iteration, whatever the start vector; vmapped over two right-hand
+    # sides (B and 0), each lane keeps its own iterate, iteration count and report
+    bs = jax.tree.map(lambda u, z: jnp.stack([u, z]), _split(B), zero)
+    xs, reports = jax.vmap(lambda b: solve(op, b, method="cg", x0=_split(np.ones(N)), tol=1e-10))(bs)
+    x = jax.tree.map(lambda t: t[1], xs)
     assert not np.any(_flat(x))
-    assert int(report.iterations) == 0 and bool(report.converged)
-    assert float(report.residual_norm) == 0.0 and float(report.relative_residual) == 0.0
+    assert int(reports.iterations[1]) == 0 and bool(reports.converged[1])
+    assert float(reports.residual_norm[1]) == 0.0 and float(reports.relative_residual[1]) == 0.0
+    np.testing.assert_allclose(_flat(jax.tree.map(lambda t: t[0], xs)), np.linalg.solve(SPD, B), rtol=1e-7)
+    assert int(reports.iterations[0]) > 0 and bool(reports.converged[0])
     # starting at the solution: no iteration at all
     x_star = np.linalg.solve(SPD, B)
     x, report = solve(op, _split(B), x0=_split(x_star), tol=1e-8)

@@ -248,7 +248,10 @@ def solve(
     static) for a traceable `matvec`; for a
     [`StreamingOperator`][gradtx.curvature.StreamingOperator] the loop runs on the host
     ([`krylov_while`][gradtx.curvature.krylov_while]), each iteration one pass over the data
-    (do not call it under `jax.jit` then).
+    (do not call it under `jax.jit` then). Each eager call traces and compiles anew (the
+    operator is a closure): to reuse the compiled loop, call `solve` inside your own `jax.jit`;
+    for many right-hand sides, `jax.vmap(lambda b: solve(matvec, b))(bs)` runs one loop for all
+    of them, each keeping its own iterate and report.
 
     Args:
         matvec: symmetric linear map `v ↦ A v` on pytrees shaped like `b`.
