@@ -173,6 +173,8 @@ def test_validation():
         operator_logdet(op, z, num_iters=0)
     with pytest.raises(TypeError, match="operator_logdet: num_probes must be an integer"):
         operator_logdet(op, z, num_probes=2.0)
+    with pytest.raises(TypeError, match="operator_logdet: template must hold floating-point arrays"):
+        operator_logdet(op, jnp.arange(3))
     with pytest.raises(TypeError, match="operator_logdet: matvec must be callable"):
         operator_logdet(np.eye(3), z)
     with pytest.raises(ValueError, match="operator_logdet: the params/template tree has no leaves"):

@@ -266,6 +266,8 @@ def test_validation():
         solve(op, b, max_iters=0)
     with pytest.raises(TypeError, match="solve: max_iters must be an integer"):
         solve(op, b, max_iters=2.5)
+    with pytest.raises(TypeError, match="solve: b must hold floating-point arrays, got dtype int"):
+        solve(lambda v: v, jnp.arange(3))
     with pytest.raises(TypeError, match="solve: matvec must be callable"):
         solve(np.eye(N), b)
     with pytest.raises(ValueError, match="solve: x0 must have the tree structure of b"):

@@ -158,7 +158,8 @@ def operator_logdet(
 
     Raises:
         ValueError: `damping < 0`, `num_probes < 1`, `num_iters < 1`.
-        TypeError: `matvec` not callable; `num_probes` or `num_iters` not a static int.
+        TypeError: `matvec` not callable; `num_probes` or `num_iters` not a static int; a
+            non-floating template.
 
     References:
         Ubaru, Chen & Saad, *Fast estimation of tr(f(A)) via stochastic Lanczos quadrature*,
@@ -177,6 +178,9 @@ def operator_logdet(
         raise TypeError(f"{owner}: matvec must be callable, got {type(matvec).__name__}")
     _check(owner, damping, num_probes, num_iters)
     _dimension(owner, template)  # rejects an empty tree
+    for leaf in jax.tree.leaves(template):
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+            raise TypeError(f"{owner}: template must hold floating-point arrays, got dtype {jnp.result_type(leaf)}")
 
     def run(template, key, damping):
         mv, n, dtype, _ = flatten_operator(matvec, template)

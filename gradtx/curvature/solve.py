@@ -221,6 +221,12 @@ def _check_like(owner: str, name: str, template: Any, tree: Any, what: str) -> N
                              f"{what} has {jnp.shape(t)}")
 
 
+def _check_floating(owner: str, name: str, tree: Any) -> None:
+    for leaf in jax.tree.leaves(tree):
+        if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
+            raise TypeError(f"{owner}: {name} must hold floating-point arrays, got dtype {jnp.result_type(leaf)}")
+
+
 def solve(
     matvec: Callable[[Any], Any],
     b: Any,
@@ -295,6 +301,7 @@ def solve(
     _check_solve_args(owner, method, damping, tol, max_iters)
     if not jax.tree.leaves(b):
         raise ValueError(f"{owner}: b has no leaves")
+    _check_floating(owner, "b", b)
     if x0 is not None:
         _check_like(owner, "x0", b, x0, "b")
     streaming = is_streaming(matvec)
