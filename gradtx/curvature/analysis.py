@@ -43,7 +43,6 @@ References:
     SIAM J. Matrix Anal. Appl. 13(4), 1992.
 """
 
-import math
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -61,7 +60,7 @@ from gradtx.curvature.lanczos import (
     tridiagonal_eigh,
 )
 from gradtx.curvature.operators import hessian_operator, unraveler
-from gradtx.curvature.residuals import ritz_residuals
+from gradtx.curvature.residuals import check_confidence, extreme_margins, ritz_residuals
 from gradtx.numerics import global_norm
 
 __all__ = [
@@ -303,24 +302,6 @@ def _zero_tolerance(lam_min: jax.Array, lam_max: jax.Array, eig_tol: Any) -> jax
     return eig_tol * jnp.maximum(1.0, jnp.maximum(jnp.abs(lam_min), jnp.abs(lam_max)))
 
 
-def _check_confidence(owner: str, confidence: Any) -> None:
-    if isinstance(confidence, jax.core.Tracer):
-        raise TypeError(f"{owner}: confidence must be a static Python float in (0, 1), got a traced value")
-    check_real(owner, "confidence", confidence, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
-
-
-def _outer_margins(lam_min: Any, lam_max: Any, residuals: Any, m: int, n: int, confidence: float) -> tuple[Any, Any]:
-    """`(d_min, d_max)`: `λ_min ≥ θ_min − d_min` and `λ_max ≤ θ_max + d_max` (module docstring)."""
-    if m >= n:  # the Krylov space is the whole space: the residuals cover the rounding
-        return residuals[0], residuals[1]
-    delta = (1.0 - confidence) / 2.0
-    eps = (math.log(1.648 * math.sqrt(n) / delta) / (2 * m - 1)) ** 2
-    if eps >= 0.5:
-        return jnp.inf, jnp.inf
-    d = eps * (lam_max - lam_min) / (1.0 - 2.0 * eps)
-    return d, d
-
-
 def _condition_from_extremes(lam_min: jax.Array, lam_max: jax.Array, eig_tol: Any,
                              residuals: Any = (0.0, 0.0), margins: Any = (0.0, 0.0)) -> ConditionNumberReport:
     tol = _zero_tolerance(lam_min, lam_max, eig_tol)
@@ -387,12 +368,12 @@ def condition_number(
     """
     owner = "condition_number"
     check_real(owner, "eig_tol", eig_tol, low=0.0)
-    _check_confidence(owner, confidence)
+    check_confidence(owner, confidence)
     _check_num_iters(owner, num_iters)
     _, res = run_hessian_lanczos(owner, loss, params, args, batches, key, num_iters)
     lam_min, v_min, lam_max, v_max = extreme_eigenpairs(res.alpha, res.beta, res.basis)
     residuals = _extreme_residuals(loss, params, args, batches, lam_min, v_min, lam_max, v_max)
-    margins = _outer_margins(lam_min, lam_max, residuals, res.basis.shape[0], res.basis.shape[1], confidence)
+    margins = extreme_margins(lam_min, lam_max, residuals, res.basis.shape[0], res.basis.shape[1], confidence)
     return _condition_from_extremes(lam_min, lam_max, eig_tol, (residuals[0], residuals[1]), margins)
 
 
@@ -522,13 +503,13 @@ def classify_critical_point(
     owner = "classify_critical_point"
     check_real(owner, "grad_tol", grad_tol, low=0.0)
     check_real(owner, "eig_tol", eig_tol, low=0.0)
-    _check_confidence(owner, confidence)
+    check_confidence(owner, confidence)
     _check_num_iters(owner, num_iters)
     _dimension(owner, params)
     grad, res = run_hessian_lanczos(owner, loss, params, args, batches, _default_key(key), num_iters)
     lam_min, v_min, lam_max, v_max = extreme_eigenpairs(res.alpha, res.beta, res.basis)
     residuals = _extreme_residuals(loss, params, args, batches, lam_min, v_min, lam_max, v_max)
-    d_min, d_max = _outer_margins(lam_min, lam_max, residuals, res.basis.shape[0], res.basis.shape[1], confidence)
+    d_min, d_max = extreme_margins(lam_min, lam_max, residuals, res.basis.shape[0], res.basis.shape[1], confidence)
     margins = jnp.stack([jnp.asarray(d_min, lam_min.dtype), jnp.asarray(d_max, lam_min.dtype)])
     (code, grad_norm, lam_min, lam_max, escape, has_escape), curvature, tol = _classify_numbers(
         grad, res.alpha, res.beta, res.basis, grad_tol, eig_tol, margins)

@@ -24,12 +24,15 @@ References:
     Hermitian matrices*, Tech. Rep., University of Toronto, 1967.
 """
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
+
+from gradtx._validation import check_real
 
 __all__ = ["ritz_residuals"]
 
@@ -94,3 +97,39 @@ def ritz_residuals(matvec: Callable[[Any], Any], template: Any, values: jax.Arra
     if lead != {shape[0]}:
         raise ValueError(f"{owner}: every leaf of vectors needs a leading axis of length k={shape[0]}, got {sorted(lead)}")
     return residual_norms(values, vectors, _apply_all(matvec, vectors))
+
+
+def check_confidence(owner: str, confidence: Any) -> None:
+    """Raise unless `confidence` is a static Python float in `(0, 1)`."""
+    if isinstance(confidence, jax.core.Tracer):
+        raise TypeError(f"{owner}: confidence must be a static Python float in (0, 1), got a traced value")
+    check_real(owner, "confidence", confidence, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
+
+
+def extreme_margins(theta_min: Any, theta_max: Any, residuals: Any, m: int, n: int, confidence: float) -> tuple[Any, Any]:
+    """`(d_min, d_max)` with `λ_min ≥ θ_min − d_min` and `λ_max ≤ θ_max + d_max` after `m` Lanczos steps in dimension `n`.
+
+    `m ≥ n`: the Krylov space is the whole space and the extreme residuals `(r_min, r_max)` bound
+    the rounding. Otherwise the Kuczyński-Woźniakowski bound for a random start vector, holding
+    with probability `confidence` (both ends together):
+
+    $$
+    d = \\frac{\\varepsilon\\,(\\theta_{\\max} - \\theta_{\\min})}{1 - 2\\varepsilon}, \\qquad
+    \\varepsilon = \\Big(\\frac{\\ln(1.648\\sqrt{n}/\\delta)}{2m - 1}\\Big)^2, \\qquad
+    \\delta = \\frac{1 - \\text{confidence}}{2},
+    $$
+
+    infinite when `ε ≥ 1/2` (see [`gradtx.curvature.analysis`][gradtx.curvature.analysis]).
+
+    References:
+        Kuczyński & Woźniakowski, *Estimating the largest eigenvalue by the power and Lanczos
+        algorithms with a random start*, SIAM J. Matrix Anal. Appl. 13(4), 1992, Thm. 4.2.
+    """
+    if m >= n:
+        return residuals[0], residuals[1]
+    delta = (1.0 - confidence) / 2.0
+    eps = (math.log(1.648 * math.sqrt(n) / delta) / (2 * m - 1)) ** 2
+    if eps >= 0.5:
+        return jnp.inf, jnp.inf
+    d = eps * (theta_max - theta_min) / (1.0 - 2.0 * eps)
+    return d, d
