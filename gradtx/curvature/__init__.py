@@ -34,6 +34,7 @@ from gradtx.curvature.data import Batched, average_loss, batch_size, bind_loss, 
 from gradtx.curvature.density import operator_spectral_density, slq_nodes_weights, spectral_density
 from gradtx.curvature.diagonal import DIAGONAL_METHODS, hessian_diagonal, operator_diagonal
 from gradtx.curvature.fisher import LIKELIHOODS, empirical_fisher_operator, fisher_operator, sample_targets
+from gradtx.curvature.influence import INFLUENCE_METHODS, InfluenceReport, influence
 from gradtx.curvature.lanczos import (
     DEFAULT_NUM_ITERS,
     LanczosResult,
@@ -77,6 +78,7 @@ __all__ = [
     "DEFAULT_NUM_ITERS",
     "DEFAULT_TRACE_SAMPLES",
     "DIAGONAL_METHODS",
+    "INFLUENCE_METHODS",
     "LIKELIHOODS",
     "NORMALIZATIONS",
     "SOLVE_METHODS",
@@ -85,6 +87,7 @@ __all__ = [
     "BlockSpectrum",
     "ConditionNumberReport",
     "CriticalPointReport",
+    "InfluenceReport",
     "LanczosResult",
     "LandscapeReport",
     "LogdetReport",
@@ -111,6 +114,7 @@ __all__ = [
     "hessian_operator",
     "hessian_trace",
     "hvp",
+    "influence",
     "inverse_hvp",
     "is_streaming",
     "krylov_loop",
