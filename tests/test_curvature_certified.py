@@ -263,3 +263,26 @@ def test_condition_number_reports_bounds():
         lo, hi = _dense_extremes(a, b)
         assert few.lambda_min_interval[0] <= lo <= few.lambda_min_interval[1]
         assert few.lambda_max_interval[0] <= hi <= few.lambda_max_interval[1]
+
+
+def test_one_shot_batch_iterators_are_read_once():
+    """eigsh(return_residuals=True) and classify_critical_point pass over the data twice (Lanczos,
+    then the residual products): a one-shot iterator of batches must still give the full-data answer."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((12, 3)).astype(np.float32)
+    y = rng.standard_normal(12).astype(np.float32)
+
+    def mse(w, x, y):
+        return jnp.mean((x @ w - y) ** 2)
+
+    ev = np.linalg.eigvalsh(2 * x.T.astype(np.float64) @ x / 12)
+    w_star = jnp.asarray(np.linalg.lstsq(x, y, rcond=None)[0], jnp.float32)
+
+    def stream():
+        return iter([(x[:6], y[:6]), (x[6:], y[6:])])
+
+    vals, _, res = eigsh(mse, w_star, k=3, num_iters=3, return_residuals=True, batches=stream())
+    np.testing.assert_allclose(np.asarray(vals), ev, rtol=1e-4)
+    assert np.all(np.asarray(res) < 1e-4)
+    report = classify_critical_point(mse, w_star, batches=stream(), grad_tol=1e-4)
+    assert report.kind == "minimum" and report.min_interval[0] > 0

@@ -43,7 +43,7 @@ References:
     SIAM J. Matrix Anal. Appl. 13(4), 1992.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 import jax
@@ -370,6 +370,7 @@ def condition_number(
     check_real(owner, "eig_tol", eig_tol, low=0.0)
     check_confidence(owner, confidence)
     _check_num_iters(owner, num_iters)
+    batches = list(batches) if isinstance(batches, Iterator) else batches  # read twice below
     _, res = run_hessian_lanczos(owner, loss, params, args, batches, key, num_iters)
     lam_min, v_min, lam_max, v_max = extreme_eigenpairs(res.alpha, res.beta, res.basis)
     residuals = _extreme_residuals(loss, params, args, batches, lam_min, v_min, lam_max, v_max)
@@ -506,6 +507,7 @@ def classify_critical_point(
     check_confidence(owner, confidence)
     _check_num_iters(owner, num_iters)
     _dimension(owner, params)
+    batches = list(batches) if isinstance(batches, Iterator) else batches  # read twice below
     grad, res = run_hessian_lanczos(owner, loss, params, args, batches, _default_key(key), num_iters)
     lam_min, v_min, lam_max, v_max = extreme_eigenpairs(res.alpha, res.beta, res.basis)
     residuals = _extreme_residuals(loss, params, args, batches, lam_min, v_min, lam_max, v_max)

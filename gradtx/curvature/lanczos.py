@@ -30,7 +30,7 @@ References:
 """
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 import jax
@@ -405,6 +405,8 @@ def eigsh(
     """
     owner = "eigsh"
     _check_eig_args(owner, k, which, num_iters, _dimension(owner, params))
+    if return_residuals and isinstance(batches, Iterator):  # a one-shot stream is read twice below
+        batches = list(batches)
     _, res = run_hessian_lanczos(owner, loss, params, args, batches, key, num_iters, gradient=False)
     vals, vecs = _ritz_pairs(res, params, k=k, which=which)
     if return_residuals:
