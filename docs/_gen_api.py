@@ -155,7 +155,7 @@ MODULE_ORDER = [
     "gradtx.curvature.streaming",
     "gradtx.curvature.solve", "gradtx.curvature.logdet",
     "gradtx.curvature",
-    "gradtx.second_order.saddle", "gradtx.second_order.newton_cg",
+    "gradtx.second_order.saddle", "gradtx.second_order.newton_cg", "gradtx.second_order.sharpness",
     "gradtx.fusion", "gradtx.numerics", "gradtx.linalg", "gradtx.gradcheck",
     "gradtx.tree", "gradtx.tree_utils", "gradtx.projections",
     "gradtx.losses.classification", "gradtx.losses.smoothing", "gradtx.losses.regression", "gradtx.losses.kl",

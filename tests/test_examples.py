@@ -273,3 +273,36 @@ def test_newton_cg(tmp_path):
     assert int(it_log) <= 15 and int(hvp_log) > 0, out
     # Adam does not reach the tolerance within its iteration budget on either problem
     assert len(re.findall(r"^\s+adam\(lr=\S+\)\s+> \d+", out, re.M)) == 2, out
+
+
+def test_loss_landscape(tmp_path):
+    out = run_example("loss_landscape", tmp_path)
+    assert_figures(tmp_path, "loss_landscape.png", "loss_landscape_trajectory.png")
+    m = re.search(r"^random filter-normalised plane: (\d+) points in \S+ s, loss at the center (\S+), max on the grid (\S+)$",
+                  out, re.M)
+    assert m and int(m.group(1)) == 11 * 11, out
+    center, top = float(m.group(2)), float(m.group(3))
+    assert 0 < center < top, out
+    # the grid's center is the trained model: the same loss as the last saved parameters
+    last = floats(r"^path losses: first \S+, last (\S+)$", out)
+    assert last and last[0] == pytest.approx(center, abs=2e-4), out
+    ev = re.search(r"^trajectory plane: explained variance (\S+) \+ (\S+) = (\S+),", out, re.M)
+    assert ev, out
+    ev1, ev2, total = (float(v) for v in ev.groups())
+    assert 0 < ev2 <= ev1 and total <= 1.0 + 1e-3, out
+    assert floats(r"^top Hessian eigenvalue (\S+):", out)[0] > 0, out
+
+
+def test_sharpness(tmp_path):
+    out = run_example("sharpness", tmp_path)
+    assert_figures(tmp_path, "sharpness.png")
+    m = re.search(r"^lr=0\.2: 2/lr = 10; λ_max (\S+) at step 0, peak (\S+), reaches 95% of 2/lr at step (\d+); "
+                  r"last quarter mean (\S+) \(lr·λ_max/2 = (\S+)\)", out, re.M)
+    assert m, out
+    first, peak, _, tail, ratio = (float(v) for v in m.groups())
+    # progressive sharpening from well below 2/lr, then the edge of stability: λ_max ≈ 2/lr
+    assert first < 5 <= 0.95 * 10 <= peak, out
+    assert tail == pytest.approx(10, rel=0.2) and ratio == pytest.approx(0.2 * tail / 2, rel=1e-2), out
+    state = re.search(r"^  state: sharpness (\S+) measured at step (\d+), edge_of_stability (\S+)$", out, re.M)
+    assert state and int(state.group(2)) == 290, out
+    assert float(state.group(3)) == pytest.approx(0.2 * float(state.group(1)) / 2, rel=1e-2), out
