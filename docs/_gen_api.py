@@ -153,6 +153,7 @@ MODULE_ORDER = [
     "gradtx.curvature.density", "gradtx.curvature.analysis", "gradtx.curvature.data",
     "gradtx.curvature.residuals", "gradtx.curvature.blocks",
     "gradtx.curvature.streaming",
+    "gradtx.curvature.fisher", "gradtx.curvature.diagonal",
     "gradtx.curvature.solve", "gradtx.curvature.logdet",
     "gradtx.curvature",
     "gradtx.second_order.saddle", "gradtx.second_order.newton_cg", "gradtx.second_order.sharpness",

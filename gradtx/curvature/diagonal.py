@@ -3,28 +3,30 @@
 All three methods only use products `A v` of a symmetric linear operator `A` on pytrees; the
 diagonal is returned as a pytree like the params (the curvature of each parameter).
 
-* `"exact"`: `A_ii = e_iᵀ A e_i` from the `n` products with the basis vectors, `block_size` of
-  them at a time (one vmapped product per block). Exact, but `n` products: only for small models
-  (or to check the estimators).
-* `"hutchinson"` (Bekas, Kokiopoulou & Saad 2007): with `m` Rademacher probes `z_i`,
+**Exact** (`"exact"`): `A_ii = e_iᵀ A e_i` from the `n` products with the basis vectors,
+`block_size` of them at a time (one vmapped product per block). Exact, but `n` products: only
+for small models (or to check the estimators).
 
-  $$\\operatorname{diag}(A) \\approx \\frac{1}{m} \\sum_{i=1}^{m} z_i \\odot A z_i,$$
+**Hutchinson** (`"hutchinson"`, Bekas, Kokiopoulou & Saad 2007): with `m` Rademacher probes `z_i`,
 
-  unbiased because `E[z zᵀ] = I` and `z ⊙ z = 1`; entry `j` has variance
-  `(1/m) Σ_{k≠j} A_jk²`, so the error falls like `1/√m`.
-* `"xdiag"` (Epperly, Tropp & Webber 2024): `m/2` products `Y = AΩ` with Rademacher `Ω` give a
-  basis `Q` of the dominant range of `A`, `m/2` more give `AQ`, and the diagonal of the low-rank
-  part `QQᵀA` is taken exactly while the rest is estimated from the same probes. Each probe `ω_i`
-  is used both ways with the *leave-one-out* basis `Q_(i)` of the other probes' products
-  (exchangeability), averaged over `i`:
+$$\\operatorname{diag}(A) \\approx \\frac{1}{m} \\sum_{i=1}^{m} z_i \\odot A z_i,$$
 
-  $$\\hat d = \\frac{1}{s} \\sum_{i=1}^{s} \\Big[\\operatorname{diag}(Q_{(i)} Q_{(i)}^\\top A)
-  + \\omega_i \\odot (I - Q_{(i)} Q_{(i)}^\\top) A \\omega_i\\Big], \\qquad s = \\lfloor m/2 \\rfloor .$$
+unbiased because `E[z zᵀ] = I` and `z ⊙ z = 1`; entry `j` has variance `(1/m) Σ_{k≠j} A_jk²`,
+so the error falls like `1/√m`.
 
-  All `s` leave-one-out bases come from one QR factorisation `Y = QR` by rank-one downdates,
-  so the cost is `m` products plus `O(n s²)` arithmetic. Unbiased; when the spectrum of `A`
-  decays (a few large eigenvalues, as for trained networks) its error is far below
-  Hutchinson's at the same number of products, and it is exact for operators of rank `< s`.
+**XDiag** (`"xdiag"`, Epperly, Tropp & Webber 2024): `m/2` products `Y = AΩ` with Rademacher `Ω`
+give a basis `Q` of the dominant range of `A`, `m/2` more give `AQ`, and the diagonal of the
+low-rank part `QQᵀA` is taken exactly while the rest is estimated from the same probes. Each
+probe `ω_i` is used both ways with the *leave-one-out* basis `Q_(i)` of the other probes'
+products (exchangeability), averaged over `i`:
+
+$$\\hat d = \\frac{1}{s} \\sum_{i=1}^{s} \\Big[\\operatorname{diag}(Q_{(i)} Q_{(i)}^\\top A)
++ \\omega_i \\odot (I - Q_{(i)} Q_{(i)}^\\top) A \\omega_i\\Big], \\qquad s = \\lfloor m/2 \\rfloor .$$
+
+All `s` leave-one-out bases come from one QR factorisation `Y = QR` by rank-one downdates, so
+the cost is `m` products plus `O(n s²)` arithmetic. Unbiased; when the spectrum of `A` decays (a
+few large eigenvalues, as for trained networks) its error is far below Hutchinson's at the same
+number of products, and it is exact for operators of rank `< s`.
 
 References:
     Bekas, Kokiopoulou & Saad, *An estimator for the diagonal of a matrix*, Applied Numerical
@@ -45,7 +47,7 @@ from gradtx._validation import check_int
 from gradtx.curvature.data import partition_data, prepare_data, static_callable
 from gradtx.curvature.fisher import check_key
 from gradtx.curvature.operators import bound_hessian_operator, flatten_operator
-from gradtx.curvature.streaming import is_streaming, krylov_loop, streamed_hessian
+from gradtx.curvature.streaming import is_streaming, streamed_hessian
 
 __all__ = [
     "DIAGONAL_METHODS",
@@ -82,39 +84,69 @@ def _rademacher(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array
     return jax.random.rademacher(key, shape, jnp.int8).astype(dtype)
 
 
+def _probe_block(key: jax.Array, j: Any, block: int, n: int, m: int, dtype: Any) -> jax.Array:
+    """Probes `j·block … (j+1)·block − 1` (Rademacher rows from `fold_in(key, j)`; rows past `m` zero)."""
+    z = _rademacher(jax.random.fold_in(key, j), (block, n), dtype)
+    live = (j * block + jnp.arange(block)) < m
+    return z * live[:, None].astype(dtype)
+
+
+def _add_products(total: jax.Array, z: jax.Array, az: jax.Array) -> jax.Array:
+    return total + jnp.sum(z * az, axis=0)
+
+
+def _basis_block(j: Any, block: int, n: int, dtype: Any) -> jax.Array:
+    """Basis vectors `e_{j·block} … e_{(j+1)·block − 1}` as rows (rows past `n` zero)."""
+    return jax.nn.one_hot(j * block + jnp.arange(block), n, dtype=dtype)
+
+
+def _put_diagonal(diag: jax.Array, j: Any, ae: jax.Array, block: int) -> jax.Array:
+    """Store `(A e_i)_i` for the basis vectors of block `j`."""
+    n = diag.shape[0]
+    idx = j * block + jnp.arange(block)
+    vals = jnp.take_along_axis(ae, jnp.minimum(idx, n - 1)[:, None], axis=1)[:, 0]
+    return diag.at[idx].set(vals, mode="drop")
+
+
+# host-loop steps for streaming operators: module-level, so repeated calls reuse the compiled code
+_probe_block_jit = jax.jit(_probe_block, static_argnames=("block", "n", "m", "dtype"))
+_add_products_jit = jax.jit(_add_products)
+_basis_block_jit = jax.jit(_basis_block, static_argnames=("block", "n", "dtype"))
+_put_diagonal_jit = jax.jit(_put_diagonal, static_argnames=("block",))
+_sketch_jit = jax.jit(lambda key, s, n, dtype: _rademacher(key, (s, n), dtype), static_argnames=("s", "n", "dtype"))
+_qr_jit = jax.jit(jnp.linalg.qr)
+
+
 def _hutchinson(apply_rows: Rows, n: int, dtype: Any, m: int, key: jax.Array, block: int, streaming: bool) -> jax.Array:
-    """`(1/m) Σ_i z_i ⊙ A z_i`, `block` probes per product; probes of block j drawn from fold_in(key, j)."""
+    """`(1/m) Σ_i z_i ⊙ A z_i`, `block` probes per (vmapped or streamed) product."""
     steps = -(-m // block)
+    total = jnp.zeros((n,), dtype)
+    if streaming:
+        for j in range(steps):
+            z = _probe_block_jit(key, j, block=block, n=n, m=m, dtype=dtype)
+            total = _add_products_jit(total, z, apply_rows(z))
+        return total / m
 
-    def probes(j: Any) -> jax.Array:
-        z = _rademacher(jax.random.fold_in(key, j), (block, n), dtype)
-        live = (j * block + jnp.arange(block)) < m  # the last block may be partly unused
-        return z * live[:, None].astype(dtype)
+    def body(j: Any, total: jax.Array) -> jax.Array:
+        z = _probe_block(key, j, block, n, m, dtype)
+        return _add_products(total, z, apply_rows(z))
 
-    def update(j: Any, total: jax.Array, az: jax.Array) -> jax.Array:
-        return total + jnp.sum(probes(j) * az, axis=0)
-
-    total = krylov_loop(apply_rows, lambda j, _: probes(j), update, jnp.zeros((n,), dtype), steps,
-                        streaming=streaming)
-    return total / m
+    return lax.fori_loop(0, steps, body, total) / m
 
 
 def _exact(apply_rows: Rows, n: int, dtype: Any, block: int, streaming: bool) -> jax.Array:
     """`A_ii = (A e_i)_i` from the n basis vectors, `block` at a time."""
     steps = -(-n // block)
+    diag = jnp.zeros((n,), dtype)
+    if streaming:
+        for j in range(steps):
+            diag = _put_diagonal_jit(diag, j, apply_rows(_basis_block_jit(j, block=block, n=n, dtype=dtype)), block=block)
+        return diag
 
-    def rows(j: Any) -> jax.Array:
-        return j * block + jnp.arange(block)
+    def body(j: Any, diag: jax.Array) -> jax.Array:
+        return _put_diagonal(diag, j, apply_rows(_basis_block(j, block, n, dtype)), block)
 
-    def query(j: Any, _: Any) -> jax.Array:
-        return jax.nn.one_hot(rows(j), n, dtype=dtype)  # rows past n are zero
-
-    def update(j: Any, diag: jax.Array, ae: jax.Array) -> jax.Array:
-        idx = rows(j)
-        vals = jnp.take_along_axis(ae, jnp.minimum(idx, n - 1)[:, None], axis=1)[:, 0]
-        return diag.at[idx].set(vals, mode="drop")
-
-    return krylov_loop(apply_rows, query, update, jnp.zeros((n,), dtype), steps, streaming=streaming)
+    return lax.fori_loop(0, steps, body, diag)
 
 
 def _xdiag_combine(omega: jax.Array, y: jax.Array, q: jax.Array, r: jax.Array, z: jax.Array) -> jax.Array:
@@ -149,13 +181,17 @@ def _xdiag_combine(omega: jax.Array, y: jax.Array, q: jax.Array, r: jax.Array, z
     return low_rank + correction / s
 
 
+_xdiag_combine_jit = jax.jit(_xdiag_combine)
+
+
 def _xdiag(apply_rows: Rows, n: int, dtype: Any, m: int, key: jax.Array, streaming: bool) -> jax.Array:
+    """XDiag with `s = min(m // 2, n)` probes: two blocks of `s` products (`AΩ`, then `AQ`)."""
     s = min(m // 2, n)
-    omega = _rademacher(key, (s, n), dtype)  # probes as rows
+    omega = _sketch_jit(key, s=s, n=n, dtype=dtype) if streaming else _rademacher(key, (s, n), dtype)  # rows
     y = apply_rows(omega).T
-    q, r = (jax.jit(jnp.linalg.qr) if streaming else jnp.linalg.qr)(y)
+    q, r = (_qr_jit if streaming else jnp.linalg.qr)(y)
     z = apply_rows(q.T).T
-    return (jax.jit(_xdiag_combine) if streaming else _xdiag_combine)(omega.T, y, q, r, z)
+    return (_xdiag_combine_jit if streaming else _xdiag_combine)(omega.T, y, q, r, z)
 
 
 def _diagonal_flat(method: str, apply_rows: Rows, n: int, dtype: Any, num_samples: int, key: jax.Array,
