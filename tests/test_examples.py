@@ -275,6 +275,28 @@ def test_newton_cg(tmp_path):
     assert len(re.findall(r"^\s+adam\(lr=\S+\)\s+> \d+", out, re.M)) == 2, out
 
 
+def test_influence(tmp_path):
+    out = run_example("influence", tmp_path)
+    assert_figures(tmp_path, "influence_digits.png")
+    assert floats(r"test accuracy (\S+),", out)[0] >= 0.9, out
+    m = re.search(r"^test digit #\d+: label (\d), predicted (\d), loss (\S+)$", out, re.M)
+    assert m and m.group(1) != m.group(2) and float(m.group(3)) > 0.69, out  # misclassified: p(label) < 1/2
+    assert re.search(r"^influence: \d+ CG iterations, relative residual \S+, converged True$", out, re.M), out
+    blocks = re.findall(r"^most (helpful|harmful):\n((?:  train .*\n)+)", out, re.M)
+    assert [b[0] for b in blocks] == ["helpful", "harmful"], out
+    values = {name: floats(r"influence (\S+)$", block) for name, block in blocks}
+    assert len(values["helpful"]) == len(values["harmful"]) == 8, out
+    assert values["helpful"] == sorted(values["helpful"]) and max(values["helpful"]) < 0, out
+    assert values["harmful"] == sorted(values["harmful"], reverse=True) and min(values["harmful"]) > 0, out
+    # removing the most harmful image lowers the test loss, removing the most helpful one raises it,
+    # by about −I/N (first order; the largest effects are underestimated by up to about 2×)
+    loo = re.findall(r"^leave-one-out, most (harmful|helpful) \S+: predicted change (\S+), actual (\S+)$", out, re.M)
+    assert [name for name, _, _ in loo] == ["harmful", "helpful"], out
+    for name, predicted, actual in loo:
+        predicted, actual = float(predicted), float(actual)
+        assert (predicted < 0) == (name == "harmful") and 1 / 3 < actual / predicted < 3, out
+
+
 def test_loss_landscape(tmp_path):
     out = run_example("loss_landscape", tmp_path)
     assert_figures(tmp_path, "loss_landscape.png", "loss_landscape_trajectory.png")
