@@ -99,6 +99,8 @@ def test_sharpness_equals_dense_top_eigenvalue_at_the_measured_steps(tiny_run):
         v, _ = ravel_pytree(jax.tree.map(lambda a, t=t: a[t], states.eigenvector))
         assert float(np.linalg.norm(v)) == pytest.approx(1.0, abs=1e-5)
         assert abs(float(np.dot(np.asarray(v, np.float64), vec))) == pytest.approx(1.0, abs=1e-3)
+        # every measurement runs num_iters = 17 Lanczos steps (no tol): 17 products each
+        assert int(states.products[t]) == N_TINY * (t // EVERY + 1)
         # edge of stability: η(t)·λ_max/2 with the schedule's rate at the measured step
         assert float(states.edge_of_stability[t]) == pytest.approx(float(schedule(t)) * lam / 2, rel=2e-4)
 
@@ -154,7 +156,11 @@ def test_warm_starts_need_at_most_half_the_lanczos_steps_of_cold_starts():
         {"w": jax.random.normal(k2, (16, 10)) / 4.0, "b": jnp.zeros(10)},
     ]
     every, steps, lr = 25, 201, 0.5
-    tx = gradtx.chain(track_sharpness(every=every, num_iters=20, learning_rate=lr), gradtx.sgd(lr))
+    tx = gradtx.chain(
+        track_sharpness(every=every, num_iters=20, learning_rate=lr),
+        track_sharpness(every=every, num_iters=20, tol=1e-2),  # early acceptance after 6 steps
+        gradtx.sgd(lr),
+    )
     _, (path, states) = run(tx, loss, params, steps)
 
     @jax.jit
@@ -182,10 +188,15 @@ def test_warm_starts_need_at_most_half_the_lanczos_steps_of_cold_starts():
         lam, alphas, betas = float(lam), np.asarray(alphas, np.float64), np.asarray(betas, np.float64)
         # the tracker's own 20-step estimate is accurate too
         assert float(states[0].sharpness[t]) == pytest.approx(lam, rel=1e-3)
+        assert float(states[1].sharpness[t]) == pytest.approx(lam, rel=1e-3)
         counts = [steps_to_tolerance(alphas[i], betas[i], lam) for i in range(4)]
         warm_total += counts[0]
         cold_total += float(np.mean(counts[1:]))
     assert warm_total <= 0.5 * cold_total, (warm_total, cold_total)
+    # with tol, the warm-started measurements stop early: 20 products for the first (cold) one,
+    # 6 + 1 (residual check) for each accepted warm one, 6 + 1 + 20 for a rejected one
+    fixed, early = int(states[0].products[-1]), int(states[1].products[-1])
+    assert fixed == 20 * 9 and 20 + 8 * 7 <= early <= 0.5 * fixed, (fixed, early)
 
 
 # --------------------------------------------------------------------------------------------
@@ -202,6 +213,9 @@ def test_warm_starts_need_at_most_half_the_lanczos_steps_of_cold_starts():
         ({"learning_rate": -0.1}, ValueError, "learning_rate"),
         ({"learning_rate": "fast"}, TypeError, "learning_rate"),
         ({"key": "seed"}, TypeError, "key"),
+        ({"tol": 0.0}, ValueError, "tol"),
+        ({"tol": 1e-3, "warm_iters": 0}, ValueError, "warm_iters"),
+        ({"tol": 1e-3, "num_iters": 3, "warm_iters": 4}, ValueError, "warm_iters must be <= num_iters"),
     ],
 )
 def test_invalid_arguments(kwargs, error, match):

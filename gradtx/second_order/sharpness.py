@@ -25,12 +25,14 @@ from jax.flatten_util import ravel_pytree
 
 from gradtx import _validation as _v
 from gradtx.base import GradientTransformation, describe
-from gradtx.curvature import hessian_operator, lanczos_tridiag, tridiagonal_eigh
+from gradtx.curvature import hessian_operator, lanczos_tridiag, ritz_residuals, tridiagonal_eigh
 from gradtx.curvature.operators import unraveler
 from gradtx.numerics import safe_increment
 from gradtx.second_order.saddle import _as_key
 
 __all__ = ["SharpnessState", "track_sharpness"]
+
+_INT32_MAX = jnp.iinfo(jnp.int32).max
 
 
 class SharpnessState(NamedTuple):
@@ -49,6 +51,7 @@ class SharpnessState(NamedTuple):
         edge_of_stability: $\\eta\\,\\lambda_{\\max} / 2$ with $\\eta$ the learning rate at that
             step (float32; NaN when no learning rate was given). It reaches 1 at the stability
             limit $\\lambda_{\\max} = 2/\\eta$ of gradient descent.
+        products: Hessian-vector products spent on measurements so far (int32, saturating).
     """
 
     count: jax.Array  # type: ignore[assignment]  # optax's field name (shadows tuple.count)
@@ -57,6 +60,7 @@ class SharpnessState(NamedTuple):
     eigenvector: Any
     step: jax.Array
     edge_of_stability: jax.Array
+    products: jax.Array
 
 
 def _float_dtype(x: Any) -> Any:
@@ -69,6 +73,8 @@ def track_sharpness(
     num_iters: int = 20,
     learning_rate: float | Callable[[jax.Array], Any] | None = None,
     key: jax.Array | int | None = None,
+    tol: float | None = None,
+    warm_iters: int = 6,
 ) -> GradientTransformation:
     r"""Measure the top Hessian eigenvalue every `every` steps; pass the updates through unchanged.
 
@@ -84,6 +90,16 @@ def track_sharpness(
     new top eigenvector when the params moved little, so far fewer steps reach the same accuracy.
     The state keeps `sharpness` $=\lambda_{\max}$, `eigenvector` $= v$, `step` $= t$ and, when
     `learning_rate` $\eta$ is given, `edge_of_stability` $= \eta(t)\,\lambda_{\max}/2$.
+
+    **Early acceptance** (`tol` given): a warm-started measurement first runs only `warm_iters`
+    Lanczos steps and computes the residual of its Ritz pair (one more product,
+    [`ritz_residuals`][gradtx.curvature.ritz_residuals]); if
+    $\\lVert \\nabla^2 f\\, v - \\theta v\\rVert \\le$ `tol` $\\cdot |\\theta|$ the pair is accepted
+    ($\\theta$ is then within `tol`$\\,|\\theta|$ of an eigenvalue, in practice the top one the
+    warm start points at), otherwise the full `num_iters` steps run from the new Ritz vector.
+    When the top eigenvector moves little between measurements this costs `warm_iters + 1`
+    products instead of `num_iters` (the first, cold, measurement always runs `num_iters`
+    steps); the state's `products` counts what was spent.
 
     The measurement sits in a `lax.cond` branch: on the other steps no Hessian work is done
     (under `jax.vmap` a `cond` becomes a `select` and both branches run). The updates are
@@ -104,6 +120,10 @@ def track_sharpness(
             it NaN. Default None.
         key: PRNG key of the first start vector: None (seed 0), an int seed, a
             `jax.random.key` or a raw uint32 key. Default None.
+        tol: relative residual tolerance for early acceptance of a warm-started estimate, a
+            number `> 0`, or None to always run `num_iters` steps. Default None.
+        warm_iters: Lanczos steps of the first, warm-started try when `tol` is given, an int
+            `1 <= warm_iters <= num_iters`. Default 6.
 
     Returns:
         A `GradientTransformation` whose state is a
@@ -133,6 +153,11 @@ def track_sharpness(
         raise TypeError(f"{owner}: every and num_iters must be static Python ints")
     if learning_rate is not None:
         _v.check_schedule_or_real(owner, "learning_rate", learning_rate, low=0.0, low_inclusive=False)
+    if tol is not None:
+        _v.check_real(owner, "tol", tol, low=0.0, low_inclusive=False)
+    _v.check_int(owner, "warm_iters", warm_iters, low=1)
+    if tol is not None and warm_iters > num_iters:
+        raise ValueError(f"{owner}: warm_iters must be <= num_iters, got warm_iters={warm_iters} > num_iters={num_iters}")
     init_key = _as_key(owner, key)
 
     def init(params: Any) -> SharpnessState:
@@ -146,6 +171,7 @@ def track_sharpness(
             eigenvector=jax.tree.map(lambda x: jnp.zeros(jnp.shape(x), _float_dtype(x)), params),
             step=jnp.full((), -1, jnp.int32),
             edge_of_stability=jnp.full((), jnp.nan, jnp.float32),
+            products=jnp.zeros((), jnp.int32),
         )
 
     def update(updates, state, params=None, *, value_fn: Callable[[Any], Any] | None = None, **extra_args):
@@ -160,23 +186,41 @@ def track_sharpness(
             cold = jax.random.normal(state.key, (n,), flat_prev.dtype)
             warm = jnp.any(flat_prev != 0)
             v0 = jnp.where(warm, flat_prev, cold)
-            res = lanczos_tridiag(matvec, params, num_iters, state.key, v0=unraveler(state.eigenvector)(v0))
-            theta, s = tridiagonal_eigh(res.alpha, res.beta)
-            vec = jnp.matmul(s[:, -1], res.basis, precision=lax.Precision.HIGHEST)
-            vec = vec / jnp.maximum(jnp.linalg.norm(vec), jnp.finfo(vec.dtype).tiny)
-            vec = vec.astype(flat_prev.dtype)
-            lam = theta[-1].astype(jnp.float32)
+            unravel = unraveler(state.eigenvector)
+
+            def top_pair(start, m):
+                res = lanczos_tridiag(matvec, params, m, state.key, v0=unravel(start))
+                theta, s = tridiagonal_eigh(res.alpha, res.beta)
+                vec = jnp.matmul(s[:, -1], res.basis, precision=lax.Precision.HIGHEST)
+                vec = vec / jnp.maximum(jnp.linalg.norm(vec), jnp.finfo(vec.dtype).tiny)
+                return theta[-1].astype(jnp.float32), vec.astype(flat_prev.dtype), jnp.int32(res.alpha.shape[0])
+
+            if tol is None:
+                lam, vec, used = top_pair(v0, num_iters)
+            else:
+
+                def quick():
+                    lam0, vec0, used0 = top_pair(v0, warm_iters)
+                    v_tree = jax.tree.map(lambda x: x[None], unravel(vec0))
+                    resid = ritz_residuals(matvec, params, lam0[None], v_tree)[0]
+                    lam, vec, more = lax.cond(
+                        resid <= tol * jnp.abs(lam0), lambda: (lam0, vec0, jnp.int32(0)), lambda: top_pair(vec0, num_iters)
+                    )
+                    return lam, vec, used0 + 1 + more
+
+                # the first (cold) measurement goes straight to the full run
+                lam, vec, used = lax.cond(warm, quick, lambda: top_pair(v0, num_iters))
             if learning_rate is None:
                 eos = jnp.full((), jnp.nan, jnp.float32)
             else:
                 lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
                 eos = (jnp.asarray(lr, jnp.float32) * lam / 2).astype(jnp.float32)
-            return lam, unraveler(state.eigenvector)(vec), state.count, eos
+            return lam, unravel(vec), state.count, eos, used
 
         def skip(_):
-            return state.sharpness, state.eigenvector, state.step, state.edge_of_stability
+            return state.sharpness, state.eigenvector, state.step, state.edge_of_stability, jnp.int32(0)
 
-        lam, vec, step, eos = lax.cond(measure, solve, skip, None)
+        lam, vec, step, eos, used = lax.cond(measure, solve, skip, None)
         new_state = SharpnessState(
             count=safe_increment(state.count),
             key=state.key,
@@ -184,6 +228,7 @@ def track_sharpness(
             eigenvector=vec,
             step=step,
             edge_of_stability=eos,
+            products=jnp.where(state.products > _INT32_MAX - used, _INT32_MAX, state.products + used),
         )
         return updates, new_state
 
