@@ -26,7 +26,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import gradtx
-from gradtx.fusion import FusedState, disabled, fused, maybe_fuse, unfuse_state
+from gradtx.fusion import FusedState, disabled, fuse_state, fused, maybe_fuse, unfuse_state
 
 ALIASES = ("adam", "adamw", "sgd", "rmsprop", "adagrad", "lion", "nadam", "nadamw", "amsgrad", "adamax")
 WITH_MU = ("adam", "adamw", "lion", "nadam", "nadamw", "amsgrad", "adamax")  # optax's states with a `mu`
@@ -250,6 +250,12 @@ def _check_sharded_fusion():
         unfused = unfuse_state(state, params)
         chex.assert_trees_all_close(unfused, ref_state, rtol=1e-6, atol=1e-6)
         for a, b in zip(jax.tree.leaves(unfused), jax.tree.leaves(ref_state), strict=True):
+            assert a.sharding.is_equivalent_to(b.sharding, a.ndim), (name, a.shape, a.sharding, b.sharding)
+        # and fused again (e.g. from a per-leaf checkpoint) it is the fused state, sharded alike
+        refused = fuse_state(unfused, params)
+        chex.assert_trees_all_equal_structs(refused, state)
+        chex.assert_trees_all_equal(refused, state)
+        for a, b in zip(jax.tree.leaves(refused), jax.tree.leaves(state), strict=True):
             assert a.sharding.is_equivalent_to(b.sharding, a.ndim), (name, a.shape, a.sharding, b.sharding)
         # gathering into and cutting out of the sharded buffers moves no data between devices:
         # the fused step has the per-leaf step's collectives (clip_by_global_norm's all-reduces)
