@@ -99,7 +99,10 @@ def track_sharpness(
     warm start points at), otherwise the full `num_iters` steps run from the new Ritz vector.
     When the top eigenvector moves little between measurements this costs `warm_iters + 1`
     products instead of `num_iters` (the first, cold, measurement always runs `num_iters`
-    steps); the state's `products` counts what was spent.
+    steps); the state's `products` counts what was spent. The residual certifies an eigenvalue,
+    not that it is the largest: when the top eigenvalues cross between measurements (as they do
+    at the edge of stability) an accepted estimate can be a neighbouring eigenvalue, a few percent
+    low. Leave `tol=None` when every measurement must be the top one.
 
     The measurement sits in a `lax.cond` branch: on the other steps no Hessian work is done
     (under `jax.vmap` a `cond` becomes a `select` and both branches run). The updates are
