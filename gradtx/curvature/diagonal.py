@@ -85,10 +85,11 @@ def _rademacher(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array
 
 
 def _probe_block(key: jax.Array, j: Any, block: int, n: int, m: int, dtype: Any) -> jax.Array:
-    """Probes `j·block … (j+1)·block − 1` (Rademacher rows from `fold_in(key, j)`; rows past `m` zero)."""
-    z = _rademacher(jax.random.fold_in(key, j), (block, n), dtype)
-    live = (j * block + jnp.arange(block)) < m
-    return z * live[:, None].astype(dtype)
+    """Probes `i = j·block … (j+1)·block − 1` as rows, probe `i` drawn from `fold_in(key, i)` (so the
+    estimate does not depend on `block_size`); rows past `m` are zero."""
+    idx = j * block + jnp.arange(block)
+    z = jax.vmap(lambda i: _rademacher(jax.random.fold_in(key, i), (n,), dtype))(idx)
+    return z * (idx < m)[:, None].astype(dtype)
 
 
 def _add_products(total: jax.Array, z: jax.Array, az: jax.Array) -> jax.Array:
@@ -259,7 +260,9 @@ def operator_diagonal(
         num_samples: number of operator products for the randomized methods (static int ≥ 1,
             ≥ 2 for `"xdiag"`, which uses `⌊m/2⌋` probes, at most `n`). Ignored by `"exact"`,
             which always uses `n` products. Default 100.
-        key: PRNG key for the probes. Default None (`jax.random.PRNGKey(0)`).
+        key: PRNG key for the probes (Hutchinson's probe `i` is drawn from `fold_in(key, i)`, so
+            the estimate does not depend on `block_size` or on streaming). Default None
+            (`jax.random.PRNGKey(0)`).
         block_size: number of vectors multiplied at once (one vmapped product, or one pass over
             the data for a streaming operator); static int ≥ 1. Default None: all the probes at
             once for the randomized methods, 128 basis vectors at a time for `"exact"`.
@@ -343,7 +346,9 @@ def hessian_diagonal(
         method: `"hutchinson"` (default), `"xdiag"` or `"exact"`.
         num_samples: Hessian-vector products for the randomized methods (static int ≥ 1, ≥ 2 for
             `"xdiag"`); ignored by `"exact"`. Default 100.
-        key: PRNG key for the probes. Default None (`jax.random.PRNGKey(0)`).
+        key: PRNG key for the probes (Hutchinson's probe `i` is drawn from `fold_in(key, i)`, so
+            the estimate does not depend on `block_size` or on streaming). Default None
+            (`jax.random.PRNGKey(0)`).
         block_size: vectors per vmapped product (static int ≥ 1). Default None: all probes at
             once, or 128 basis vectors for `"exact"`.
 
