@@ -62,8 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def train_with_snapshots(model, data, epochs: int, batch_size: int, seed: int) -> list:
-    """Train in place; return the parameters (pure pytrees) at the start and after every epoch."""
+def train_with_snapshots(model, data, epochs: int, batch_size: int, seed: int, per_epoch: int = 1) -> list:
+    """Train in place; return the parameters (pure pytrees) at the start and `per_epoch` times an epoch."""
     steps_per_epoch = data.x_train.shape[0] // batch_size
     tx, _ = make_optimizer("adamw", epochs * steps_per_epoch)
     model.train()
@@ -80,7 +80,8 @@ def train_with_snapshots(model, data, epochs: int, batch_size: int, seed: int) -
         perm = rng.permutation(n)[: steps_per_epoch * batch_size].reshape(steps_per_epoch, batch_size)
         for i in range(steps_per_epoch):
             step(data.x_train[perm[i]], data.y_train[perm[i]])
-        path.append(snapshot())
+            if (i + 1) % (steps_per_epoch // per_epoch) == 0 and (i + 1) // (steps_per_epoch // per_epoch) <= per_epoch:
+                path.append(snapshot())
     return path
 
 
@@ -94,7 +95,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     data = load_digits_data(seed=args.seed)
     model = make_mlp(seed=args.seed)
-    path = train_with_snapshots(model, data, epochs, batch_size=64, seed=args.seed)
+    # the quick run trains 2 epochs and keeps 3 snapshots per epoch (a PCA plane needs a few points)
+    path = train_with_snapshots(model, data, epochs, batch_size=64, seed=args.seed, per_epoch=3 if args.quick else 1)
     _, test_acc = evaluate(model, data.x_test, data.y_test)
     print(f"trained {epochs} epochs: test accuracy {test_acc:.4f}, {len(path)} saved parameter sets")
 
