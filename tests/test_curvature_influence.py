@@ -18,6 +18,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from gradtx.curvature import Batched, InfluenceReport, influence
+from gradtx.curvature.influence import _example_influences
 
 C = 1e-2  # L2 strength on the weights (not the bias)
 N_TRAIN = 300
@@ -183,10 +184,13 @@ def test_streamed_batches_equal_one_big_batch(problem, cg_report):
         for a, b in edges:
             yield np.asarray(problem.x[a:b]), np.asarray(problem.y[a:b])
 
+    compiled = _example_influences._cache_size()
     for train in (as_list, factory, Batched(x, y, batch_size=128)):
         rep = influence(loss, problem.params, train, problem.test_batch(), tol=1e-12)
         _close(rep.influences, cg_report.influences, rtol=1e-9)
         assert bool(rep.converged)
+    # one compiled per-example function per batch shape (128 and 44), shared by the three forms
+    assert _example_influences._cache_size() - compiled == 2
 
 
 def test_one_shot_iterator_is_read_once_and_replayed(problem, cg_report):

@@ -181,8 +181,8 @@ def _all_influences(owner: str, loss: Callable[..., Any], params: Any, s: Any, t
             raise ValueError(f"{owner}: training batch {i}: {err}") from None
         arrays, static = partition_data(args)
         axes, n = _example_axes(owner, f"training batch {i}", arrays)
-        if n:
-            parts.append(_example_influences(loss, static, axes, params, s, arrays))
+        if n:  # numpy and JAX batches share one compiled function (jit keys them apart otherwise)
+            parts.append(_example_influences(loss, static, axes, params, s, [jnp.asarray(x) for x in arrays]))
     if not parts:
         raise ValueError(f"{owner}: train_batches is empty (no training example); give at least one batch")
     return jnp.concatenate(parts)
@@ -252,8 +252,8 @@ def influence(
       treats the curvature outside the top-$k$ space as zero, so it over-weights those
       directions by $1/\lambda$ instead of $1/(\theta + \lambda)$. With `damping=0` the second
       term is dropped (the inverse restricted to the top-$k$ space, as in Schioppa et al. 2022).
-      Ritz values with $\theta_j + \lambda \le 0$ are left out. The start is random, not $g$,
-      so the decomposition does not depend on the test batch.
+      Ritz values with $\theta_j + \lambda \le 0$ are left out. It costs exactly `num_iters`
+      Hessian-vector products (plus one for the residual), however ill-conditioned $H$ is.
 
     (3) One more pass over the training data: $\mathcal I(z_i) = -\nabla\ell(z_i)^\top s$ for
     every example, as a forward-mode directional derivative vmapped over each batch (one
