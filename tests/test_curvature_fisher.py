@@ -253,5 +253,9 @@ def test_validation():
         empirical_fisher_operator(lambda p, x, y: jnp.sum(per_example_ce(p, x, y)), params, x, labels)
     with pytest.raises(TypeError, match="empirical_fisher_operator: per_example_loss must be callable"):
         empirical_fisher_operator(None, params, x, labels)
+    with pytest.raises(ValueError, match="sample_targets: likelihood must be one of"):
+        sample_targets("bernoulli", model(params, x), jax.random.PRNGKey(0), 2)
+    with pytest.raises(ValueError, match="sample_targets: num_samples must be an integer >= 1"):
+        sample_targets("categorical", model(params, x), jax.random.PRNGKey(0), 0)
     with pytest.raises(ValueError, match="tree structure"):
         fisher_operator(model, params, x)({"w1": params["w1"]})

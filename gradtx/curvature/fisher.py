@@ -205,7 +205,24 @@ def sample_targets(likelihood: str, outputs: jax.Array, key: jax.Array, num_samp
     `(num_samples, *outputs.shape[:-1])`. Gaussian: `ŷ = outputs + √variance · ε`, `ε ~ N(0, I)`,
     shape `(num_samples, *outputs.shape)`. These are the targets
     [`fisher_operator`][gradtx.curvature.fisher_operator] uses for its Monte-Carlo estimate.
+
+    Args:
+        likelihood: `"categorical"` or `"gaussian"`.
+        outputs: the model outputs, `(batch, ..., classes)` logits or `(batch, ...)` means.
+        key: PRNG key.
+        num_samples: targets per example, a static int ≥ 1.
+        variance: the Gaussian variance `> 0` (ignored for `"categorical"`). Default 1.0.
+
+    Raises:
+        ValueError: `likelihood` not in `LIKELIHOODS`, `num_samples < 1`, `variance ≤ 0`.
+        TypeError: `key` not a PRNG key.
     """
+    owner = "sample_targets"
+    if not isinstance(likelihood, str) or likelihood not in LIKELIHOODS:
+        raise ValueError(f"{owner}: likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+    check_int(owner, "num_samples", num_samples, low=1)
+    check_real(owner, "variance", variance, low=0.0, low_inclusive=False)
+    key = check_key(owner, key)
     outputs = jax.lax.stop_gradient(outputs)
     if likelihood == "categorical":
         return jax.random.categorical(key, outputs, axis=-1, shape=(num_samples, *outputs.shape[:-1]))
