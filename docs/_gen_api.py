@@ -73,8 +73,8 @@ PAGES = {
     ),
     "fusion.md": (
         "Fusion (`gradtx.fusion`)",
-        "Many-leaf updates on a few contiguous buffers; the optimizers use it by default on a "
-        "single device.",
+        "Opt-in many-leaf updates on a few contiguous buffers (`maybe_fuse`, `fused`); the "
+        "optimizers run leaf by leaf unless wrapped.",
         ("gradtx.fusion",),
     ),
     "tree.md": (

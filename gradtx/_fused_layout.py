@@ -26,7 +26,10 @@ from jax import lax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-__all__ = ["FUSED_PREFIX", "Layout", "Piece", "from_view", "layout_of", "sharding_of", "shardings_known", "to_view"]
+__all__ = [
+    "FUSED_PREFIX", "Layout", "Piece", "from_view", "group_keys", "layout_of", "sharding_of", "shardings_known",
+    "to_view", "tree_key",
+]
 
 FUSED_PREFIX = "fused:"
 
@@ -268,3 +271,21 @@ def _cut(buffer: jax.Array, piece: Piece, start: Any) -> jax.Array:
     return lax.reshape(part, piece.shape)
 
 
+def tree_key(tree: Any) -> Any:
+    """Structure, shapes and dtypes of `tree`: what a layout depends on besides shardings."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple((tuple(jnp.shape(x)), jnp.dtype(jnp.result_type(x)).name) for x in leaves)
+
+
+def group_keys(state: Any) -> set[str] | None:
+    """The keys of the first fused view (a dict keyed "fused:...") found in a fused state."""
+    found: list[set[str]] = []
+
+    def visit(x: Any) -> bool:
+        if isinstance(x, dict) and any(str(k).startswith("fused:") for k in x):
+            found.append({k for k in x if str(k).startswith("fused:")})
+            return True
+        return False
+
+    jax.tree.leaves(state, is_leaf=visit)
+    return found[0] if found else None

@@ -95,7 +95,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradtx import _validation as _v
-from gradtx._fused_layout import Layout, from_view, layout_of, shardings_known, to_view
+from gradtx._fused_layout import Layout, from_view, group_keys, layout_of, shardings_known, to_view, tree_key
 from gradtx.base import GradientTransformation, OptState, describe
 
 __all__ = [
@@ -152,26 +152,6 @@ def _check_inner(owner: str, inner: Any) -> None:
         )
 
 
-def _tree_key(tree: Any) -> Any:
-    """Structure, shapes and dtypes of `tree`: what a layout depends on besides shardings."""
-    leaves, treedef = jax.tree.flatten(tree)
-    return treedef, tuple((tuple(jnp.shape(x)), jnp.dtype(jnp.result_type(x)).name) for x in leaves)
-
-
-def _group_keys(state: Any) -> set[str] | None:
-    """The keys of the first fused view (a dict keyed "fused:...") found in a fused state."""
-    found: list[set[str]] = []
-
-    def visit(x: Any) -> bool:
-        if isinstance(x, dict) and any(str(k).startswith("fused:") for k in x):
-            found.append({k for k in x if str(k).startswith("fused:")})
-            return True
-        return False
-
-    jax.tree.leaves(state, is_leaf=visit)
-    return found[0] if found else None
-
-
 def _fused_transform(inner: GradientTransformation, max_leaf_size: int) -> GradientTransformation:
     # The layout depends on the params' shardings (leaves fuse per sharding group), which are
     # known when init sees concrete arrays but not inside jit, where update usually runs: init
@@ -179,7 +159,7 @@ def _fused_transform(inner: GradientTransformation, max_leaf_size: int) -> Gradi
     layouts: dict[Any, Layout] = {}
 
     def layout_for(tree: Any, *candidates: Any) -> Layout:
-        key = _tree_key(tree)
+        key = tree_key(tree)
         for candidate in candidates:
             if candidate is not None and shardings_known(candidate):
                 layouts[key] = layout_of(candidate, max_leaf_size)
@@ -198,11 +178,11 @@ def _fused_transform(inner: GradientTransformation, max_leaf_size: int) -> Gradi
                 f"fused.update expected a FusedState, got {type(state).__name__}; build the state "
                 f"with this transformation's init."
             )
-        if _tree_key(updates) in layouts:
-            layout = layouts[_tree_key(updates)]
+        if tree_key(updates) in layouts:
+            layout = layouts[tree_key(updates)]
         else:  # no init seen in this process (e.g. a state restored from a checkpoint)
             layout = layout_for(updates, params)
-        expected = _group_keys(state.inner)
+        expected = group_keys(state.inner)
         if expected is not None and expected != set(layout.groups):
             # a state fused without shardings (e.g. on one device) continued with sharded params
             plain = layout_of(updates, max_leaf_size, use_shardings=False)
@@ -303,7 +283,7 @@ def unfuse_state(state: Any, params: Any, max_leaf_size: int = DEFAULT_MAX_LEAF_
     if not isinstance(state, FusedState):
         return state
     layout = layout_of(params, int(max_leaf_size))
-    found = _group_keys(state.inner)
+    found = group_keys(state.inner)
     if found is not None and found != set(layout.groups):
         # fused without shardings (e.g. written on one device), converted with sharded params
         plain = layout_of(params, int(max_leaf_size), use_shardings=False)
