@@ -193,6 +193,17 @@ def test_streamed_batches_equal_one_big_batch(problem, cg_report):
     assert _example_influences._cache_size() - compiled == 2
 
 
+def test_a_test_batch_gives_the_mean_of_its_examples_influences(problem):
+    """The test loss is the batch mean, and the influence is linear in its gradient."""
+    x_t = np.vstack([problem.x_test, problem.x[:2]])
+    y_t = np.concatenate([problem.y_test, problem.y[:2]])
+    batch = [problem.batch()]
+    together = influence(loss, problem.params, batch, (jnp.asarray(x_t), jnp.asarray(y_t)), tol=1e-12)
+    each = [influence(loss, problem.params, batch, (jnp.asarray(x_t[i:i + 1]), jnp.asarray(y_t[i:i + 1])),
+                      tol=1e-12).influences for i in range(3)]
+    _close(together.influences, np.mean(each, axis=0), rtol=1e-9)
+
+
 def test_one_shot_iterator_is_read_once_and_replayed(problem, cg_report):
     x, y = problem.batch()
     rep = influence(loss, problem.params, iter([(x[:150], y[:150]), (x[150:], y[150:])]), problem.test_batch(),
@@ -207,16 +218,20 @@ def test_lanczos_full_rank_matches_a_dense_solve(problem):
     assert int(rep.iterations) == 65 and bool(rep.converged) and not bool(rep.negative_curvature)
 
 
-def test_lanczos_rank_k_is_the_documented_low_rank_plus_damping_inverse(problem):
+@pytest.mark.parametrize("damping", [0.05, 0.0])
+def test_lanczos_rank_k_is_the_documented_low_rank_plus_damping_inverse(problem, damping):
     """With a full Krylov space (65 steps) the top-10 Ritz pairs are exact eigenpairs, so the
-    result is Σ_top10 u uᵀ/(θ+λ) + (I − U Uᵀ)/λ computed from numpy's eigh."""
-    damping, k = 0.05, 10
+    result is Σ_top10 u uᵀ/(θ+λ) + (I − U Uᵀ)/λ computed from numpy's eigh (without the second
+    term when λ = 0: the inverse on the top-10 space)."""
+    k = 10
     rep = influence(loss, problem.params, [problem.batch()], problem.test_batch(), method="lanczos", num_iters=65,
                     rank=k, damping=damping)
     theta, u = np.linalg.eigh(problem.hessian)
     theta, u = theta[-k:], u[:, -k:]
     g = problem.test_grad
-    s = u @ ((u.T @ g) / (theta + damping)) + (g - u @ (u.T @ g)) / damping
+    s = u @ ((u.T @ g) / (theta + damping))
+    if damping > 0:
+        s = s + (g - u @ (u.T @ g)) / damping
     _close(rep.influences, -problem.example_grads @ s, rtol=1e-7)
     # an approximation: not the exact damped influence, and the residual says so
     assert not np.allclose(rep.influences, problem.dense_influences(damping), rtol=1e-2)
