@@ -276,3 +276,19 @@ def test_estimator_errors_name_the_function(problem):
         cv.spectral_density(tanh_loss, w32, num_iters=2, batches=lambda: None)
     with pytest.raises(ValueError, match=r"condition_number: batch 0: .*leading"):
         cv.condition_number(tanh_loss, w32, num_iters=2, batches=[(1.0, 2.0)])
+
+
+def test_numpy_and_jax_batches_share_one_compiled_step():
+    # a loader may yield NumPy arrays on one pass and JAX arrays on another (or mix them): the
+    # per-batch step is cached on shapes and dtypes, not on the array type
+    from gradtx.curvature import hvp, streaming
+
+    def loss(p, x):
+        return jnp.mean((x @ p) ** 3)  # a fresh loss: a fresh cache entry
+
+    p = jnp.linspace(0.1, 0.3, 3)
+    x = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
+    before = streaming._step._cache_size()
+    mixed = hvp(loss, p, p, batches=lambda: iter([(x,), (jnp.asarray(x),), (x,)]))
+    assert streaming._step._cache_size() == before + 1
+    np.testing.assert_allclose(mixed, hvp(loss, p, p, x), rtol=1e-6)

@@ -240,6 +240,9 @@ def stream_mean(owner: str, fn: Callable[..., Any], operands: Any, stream: Calla
         except ValueError as err:
             raise ValueError(f"{owner}: batch {i}: {err}") from None
         arrays, static = partition_data(args)
+        # NumPy batches become device arrays first: jit caches NumPy and JAX inputs of one shape
+        # separately, and a loader mixing them would compile the step twice
+        arrays = [jnp.asarray(a) if isinstance(a, (np.ndarray, np.generic)) else a for a in arrays]
         prev = acc
         acc = _step(fn, static, acc, n, operands, arrays)
         if not traced and not _is_traced(arrays) and count:
