@@ -233,6 +233,8 @@ def test_invalid_data_and_paths():
         landscape(mlp_loss, PARAMS, batches=[], num_points=2)
     with pytest.raises(TypeError, match="landscape: batches must be"):
         landscape(mlp_loss, PARAMS, batches=X, num_points=2)
+    with pytest.raises(ValueError, match="landscape: directions='hessian' reads the data several times"):
+        landscape(mlp_loss, PARAMS, batches=iter([(X, Y)]), directions="hessian")
     with pytest.raises(TypeError, match="landscape: loss must be callable"):
         landscape("loss", PARAMS, X, Y)
     with pytest.raises(ValueError, match="random_directions: normalization='filter' zeroes every leaf"):

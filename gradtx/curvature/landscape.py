@@ -383,7 +383,8 @@ def landscape(
         *args: one batch of data for `loss`.
         batches: instead of `*args`, an iterable of batches (each a tuple of `loss`'s data
             arguments, or one argument) or a zero-argument function returning such an iterator;
-            read once. Default None.
+            read once for the grid (with `directions="hessian"` also by `eigsh`, so a one-shot
+            iterator is refused there: pass a list or a factory). Default None.
         directions: `"random"` (Gaussian, normalised as `normalization` says), `"hessian"`
             (the top `num_directions` Hessian eigenvectors, by
             [`eigsh`][gradtx.curvature.eigsh] with `hessian_iters` Lanczos steps, largest
@@ -438,6 +439,10 @@ def landscape(
     else:
         if given is None:
             check_int(owner, "hessian_iters", hessian_iters, low=num_directions)
+            if batches is not None and not callable(batches) and iter(batches) is batches:
+                raise ValueError(f"{owner}: directions='hessian' reads the data several times; batches must be a "
+                                 "list (or other re-iterable) or a zero-argument function returning an iterator, "
+                                 "not a one-shot iterator")
             vals, vecs = eigsh(loss, params, *args, k=num_directions, which="LA", num_iters=hessian_iters,
                                key=key, batches=batches)
             eigenvalues = vals[::-1]
