@@ -142,6 +142,21 @@ def test_hessian_directions_on_a_quadratic():
     np.testing.assert_allclose(r.losses, expected, rtol=1e-5)
 
 
+def test_hessian_direction_from_a_stream_of_batches():
+    """directions="hessian" with a batch factory: the top eigenvector of the whole data set's
+    Hessian (dense reference), and the curve along it equals a Python loop on all the data."""
+    parts = [(X[:15], Y[:15]), (X[15:], Y[15:])]
+    r = landscape(mlp_loss, PARAMS, batches=lambda: iter(parts), directions="hessian", num_directions=1,
+                  num_points=5, hessian_iters=26)
+    flat, unravel = ravel_pytree(PARAMS)
+    h = np.asarray(jax.jit(jax.hessian(lambda z: mlp_loss(unravel(z), X, Y)))(flat), np.float64)
+    top = np.linalg.eigvalsh(0.5 * (h + h.T))[-1]
+    assert float(r.eigenvalues[0]) == pytest.approx(top, rel=1e-4)
+    (d,) = r.directions
+    loop = [float(point_loss(move(PARAMS, (d,), (a,)), X, Y)) for a in np.asarray(r.coordinates[0])]
+    np.testing.assert_allclose(r.losses, loop, rtol=1e-5, atol=1e-6)
+
+
 def make_path(num=6):
     rng = np.random.default_rng(3)
     flat0, unravel = ravel_pytree(PARAMS)
