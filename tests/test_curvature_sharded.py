@@ -15,6 +15,7 @@ tests/_multiprocess_curvature.py through examples/multiprocess_train.py's launch
 a time limit, every worker killed on the way out; see tests/test_multiprocess.py).
 """
 
+import ast
 import importlib
 import re
 from pathlib import Path
@@ -216,3 +217,19 @@ def test_two_processes_compute_the_one_process_eigenvalue_and_trace(mp, monkeypa
         ]
         np.testing.assert_allclose(got, want, rtol=RTOL)
     assert want[0] > 0 and want[1] > 0
+
+
+def test_the_scaling_page_launch_fragment_is_the_example_s_code():
+    """docs/guides/scaling.md shows the worker set-up as a ```py fragment (not run there): every
+    statement of it is a statement of examples/multiprocess_train.py (compared as parsed code)."""
+    root = WORKER.parents[1]
+    page = (root / "docs" / "guides" / "scaling.md").read_text(encoding="utf-8")
+    fragments = re.findall(r"^```py\n(.*?)^```", page, flags=re.S | re.M)
+    assert len(fragments) == 1
+    example = ast.parse((root / "examples" / "multiprocess_train.py").read_text(encoding="utf-8"))
+    known = {ast.unparse(node) for node in ast.walk(example) if isinstance(node, ast.stmt)}
+    shown = [node for node in ast.parse(fragments[0]).body if ast.unparse(node) != "..."]
+    assert len(shown) == 5
+    for node in shown:
+        assert ast.unparse(node) in known, ast.unparse(node)
+    assert "jax.distributed.initialize(" in fragments[0] and "gloo" in fragments[0]
