@@ -244,9 +244,7 @@ def influence(
       positive definite (see `report.negative_curvature`).
     * `method="lanczos"`: `num_iters` Lanczos steps from a random start give Ritz pairs
       $(\theta_j, u_j)$ of $H$; the top `rank` of them form the low-rank-plus-damping inverse
-
-      $$(H + \lambda I)^{-1} \approx \sum_{j=1}^{k} \frac{u_j u_j^\top}{\theta_j + \lambda} + \frac{1}{\lambda}\Bigl(I - \sum_{j=1}^{k} u_j u_j^\top\Bigr).$$
-
+      $(H + \lambda I)^{-1} \approx \sum_{j=1}^{k} u_j u_j^\top / (\theta_j + \lambda) + (I - \sum_{j=1}^{k} u_j u_j^\top) / \lambda$.
       It is exact when the $u_j$ span the eigenvectors of every non-zero eigenvalue of $H$
       (`num_iters` ≥ the parameter count, or $H$ of rank ≤ `rank` found exactly); otherwise it
       treats the curvature outside the top-$k$ space as zero, so it over-weights those
