@@ -10,13 +10,26 @@ factory is streamed one batch at a time through one compiled per-batch product (
 inside `lax` loops and can be called under `jax.jit` (streamed data: on the host, outside `jit`).
 
 * operators: [`hvp`][gradtx.curvature.hvp], [`hessian_operator`][gradtx.curvature.hessian_operator],
-  [`gnvp`][gradtx.curvature.gnvp], [`gauss_newton_operator`][gradtx.curvature.gauss_newton_operator];
-* eigenvalues: [`eigsh`][gradtx.curvature.eigsh], [`operator_eigsh`][gradtx.curvature.operator_eigsh],
-  [`lanczos_tridiag`][gradtx.curvature.lanczos_tridiag];
-* trace: [`hessian_trace`][gradtx.curvature.hessian_trace] (Hutchinson, Hutch++);
-* density: [`spectral_density`][gradtx.curvature.spectral_density] (stochastic Lanczos quadrature);
+  [`gnvp`][gradtx.curvature.gnvp], [`gauss_newton_operator`][gradtx.curvature.gauss_newton_operator],
+  [`empirical_fisher_operator`][gradtx.curvature.empirical_fisher_operator],
+  [`fisher_operator`][gradtx.curvature.fisher_operator] (exact or Monte-Carlo); every estimator
+  named `operator_*` takes any of them (or any symmetric linear map on pytrees);
+* eigenvalues: [`eigsh`][gradtx.curvature.eigsh], [`operator_eigsh`][gradtx.curvature.operator_eigsh]
+  (with certified residual bounds, [`ritz_residuals`][gradtx.curvature.ritz_residuals]),
+  [`lanczos_tridiag`][gradtx.curvature.lanczos_tridiag], per-block spectra
+  [`block_spectra`][gradtx.curvature.block_spectra];
+* trace and diagonal: [`hessian_trace`][gradtx.curvature.hessian_trace] (Hutchinson, Hutch++),
+  [`hessian_diagonal`][gradtx.curvature.hessian_diagonal] /
+  [`operator_diagonal`][gradtx.curvature.operator_diagonal] (exact, Hutchinson, XDiag);
+* density and log-determinant: [`spectral_density`][gradtx.curvature.spectral_density],
+  [`logdet`][gradtx.curvature.logdet] / [`operator_logdet`][gradtx.curvature.operator_logdet]
+  (stochastic Lanczos quadrature);
+* inverse products: [`solve`][gradtx.curvature.solve] (CG, MINRES),
+  [`inverse_hvp`][gradtx.curvature.inverse_hvp], and built on them
+  [`influence`][gradtx.curvature.influence] (influence functions);
 * analysis: [`condition_number`][gradtx.curvature.condition_number],
-  [`classify_critical_point`][gradtx.curvature.classify_critical_point].
+  [`classify_critical_point`][gradtx.curvature.classify_critical_point];
+* pictures: [`landscape`][gradtx.curvature.landscape] (1-D and 2-D loss landscapes, trajectories).
 """
 
 from gradtx.curvature.analysis import (
