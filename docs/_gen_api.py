@@ -155,6 +155,7 @@ MODULE_ORDER = [
     "gradtx.curvature.fisher", "gradtx.curvature.diagonal",
     "gradtx.curvature.residuals", "gradtx.curvature.blocks",
     "gradtx.curvature.solve", "gradtx.curvature.logdet", "gradtx.curvature.influence",
+    "gradtx.curvature.landscape_directions", "gradtx.curvature.landscape",
     "gradtx.curvature",
     "gradtx.second_order.saddle", "gradtx.second_order.newton_cg", "gradtx.second_order.sharpness",
     "gradtx.fusion", "gradtx.numerics", "gradtx.linalg", "gradtx.gradcheck",
