@@ -1,7 +1,7 @@
 """Loss landscapes of the digits MLP: filter-normalised surfaces, Hessian directions, the training path.
 
     python examples/loss_landscape.py            # 51×51 grids, figures into docs/figures/
-    python examples/loss_landscape.py --quick    # small grids, for CI
+    python examples/loss_landscape.py --quick    # small grids and model, for CI
     python examples/loss_landscape.py --out figures/
 
 The Flax nnx MLP of train_digits.py (64 → 256 → 128 → 10, batch norm, dropout) is trained with
@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=None, help="epochs (default 15, 2 with --quick)")
     parser.add_argument("--points", type=int, default=None, help="grid points per axis (default 51, 11 with --quick)")
     parser.add_argument("--samples", type=int, default=None,
-                        help="training examples the loss is evaluated on (default 512, 128 with --quick)")
+                        help="training examples the loss is evaluated on (default 512, 64 with --quick)")
     args = parser.parse_args(argv)
     if args.out is None:  # the full run refreshes the documentation's figures
         args.out = "gradtx-figures" if args.quick else str(ROOT / "docs" / "figures")
@@ -82,6 +82,8 @@ def train_with_snapshots(model, data, epochs: int, batch_size: int, seed: int, p
             step(data.x_train[perm[i]], data.y_train[perm[i]])
             if (i + 1) % (steps_per_epoch // per_epoch) == 0 and (i + 1) // (steps_per_epoch // per_epoch) <= per_epoch:
                 path.append(snapshot())
+    if len(path) < 2 or steps_per_epoch % per_epoch:  # the last entry is the trained model
+        path.append(snapshot())
     return path
 
 
@@ -91,11 +93,12 @@ def main(argv: list[str] | None = None) -> dict:
     out = figure_dir(args.out)
     epochs = args.epochs or (2 if args.quick else 15)
     points = args.points or (11 if args.quick else 51)
-    samples = args.samples or (128 if args.quick else 512)
+    samples = args.samples or (64 if args.quick else 512)
 
     data = load_digits_data(seed=args.seed)
-    model = make_mlp(seed=args.seed)
-    # the quick run trains 2 epochs and keeps 3 snapshots per epoch (a PCA plane needs a few points)
+    # the quick run uses a narrower MLP (64-32-10), trains 2 epochs and keeps 3 snapshots per
+    # epoch (a PCA plane needs a few points)
+    model = make_mlp((64, 32, 10), seed=args.seed) if args.quick else make_mlp(seed=args.seed)
     path = train_with_snapshots(model, data, epochs, batch_size=64, seed=args.seed, per_epoch=3 if args.quick else 1)
     _, test_acc = evaluate(model, data.x_test, data.y_test)
     print(f"trained {epochs} epochs: test accuracy {test_acc:.4f}, {len(path)} saved parameter sets")
@@ -127,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     t0 = time.perf_counter()
     hess = curvature.landscape(loss, params, x, y, directions="hessian", num_directions=1, span=1.0,
-                               num_points=points, hessian_iters=10 if args.quick else 40, key=args.seed)
+                               num_points=points, hessian_iters=6 if args.quick else 40, key=args.seed)
     rand1 = curvature.landscape(loss, params, x, y, directions=(surface.directions[0],), span=1.0,
                                 num_points=points)
     print(f"top Hessian eigenvalue {float(hess.eigenvalues[0]):.4g}: 1-D curves in {time.perf_counter() - t0:.1f} s")
