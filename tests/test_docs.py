@@ -259,3 +259,17 @@ def test_every_formula_is_rendered(built_site):
     assert not problems, "formulas left as raw $ text:\n" + "\n".join(
         f"{page}: {hit}" for page, hits in problems.items() for hit in hits
     )
+
+
+def test_no_control_characters_in_pages_and_sources():
+    # a formula written into a non-raw Python string loses its backslashes: "\tfrac", "\top",
+    # "\text" become a TAB and "ext", "\frac" a form feed; the page still renders, wrongly
+    bad = re.compile(r"[\x00-\x09\x0b-\x1f]")
+    files = [*DOCS.rglob("*.md"), ROOT / "README.md", *(ROOT / "gradtx").rglob("*.py")]
+    hits = [
+        f"{path.relative_to(ROOT)}:{n}: {line.strip()[:80]!r}"
+        for path in files
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if bad.search(line)
+    ]
+    assert not hits, "control characters (a lost backslash?):\n" + "\n".join(hits)
