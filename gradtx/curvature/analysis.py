@@ -56,11 +56,12 @@ from gradtx.curvature.lanczos import (
     _check_num_iters,
     _default_key,
     _dimension,
+    hessian_ritz_residuals,
     run_hessian_lanczos,
     tridiagonal_eigh,
 )
-from gradtx.curvature.operators import hessian_operator, unraveler
-from gradtx.curvature.residuals import check_confidence, extreme_margins, ritz_residuals
+from gradtx.curvature.operators import unraveler
+from gradtx.curvature.residuals import check_confidence, extreme_margins
 from gradtx.numerics import global_norm
 
 __all__ = [
@@ -373,17 +374,22 @@ def condition_number(
     batches = list(batches) if isinstance(batches, Iterator) else batches  # read twice below
     _, res = run_hessian_lanczos(owner, loss, params, args, batches, key, num_iters)
     lam_min, v_min, lam_max, v_max = extreme_eigenpairs(res.alpha, res.beta, res.basis)
-    residuals = _extreme_residuals(loss, params, args, batches, lam_min, v_min, lam_max, v_max)
+    residuals = _extreme_residuals(owner, loss, params, args, batches, lam_min, v_min, lam_max, v_max)
     margins = extreme_margins(lam_min, lam_max, residuals, res.basis.shape[0], res.basis.shape[1], confidence)
     return _condition_from_extremes(lam_min, lam_max, eig_tol, (residuals[0], residuals[1]), margins)
 
 
-def _extreme_residuals(loss: Any, params: Any, args: tuple[Any, ...], batches: Any, lam_min: jax.Array,
+def _extreme_residuals(owner: str, loss: Any, params: Any, args: tuple[Any, ...], batches: Any, lam_min: jax.Array,
                        v_min: jax.Array, lam_max: jax.Array, v_max: jax.Array) -> jax.Array:
     """`(r_min, r_max)` of the two extreme Ritz pairs, from two explicit Hessian-vector products."""
-    vectors = jax.vmap(unraveler(params))(jnp.stack([v_min, v_max]))
-    op = hessian_operator(loss, params, *args, batches=batches)
-    return ritz_residuals(op, params, jnp.stack([lam_min, lam_max]), vectors)
+    vectors = _unravel_pair(params, v_min, v_max)
+    return hessian_ritz_residuals(owner, loss, params, args, batches,
+                                  jnp.stack([lam_min, lam_max]), vectors)
+
+
+@jax.jit
+def _unravel_pair(params: Any, v_min: jax.Array, v_max: jax.Array) -> Any:
+    return jax.vmap(unraveler(params))(jnp.stack([v_min, v_max]))
 
 
 def critical_point_core(
@@ -510,7 +516,7 @@ def classify_critical_point(
     batches = list(batches) if isinstance(batches, Iterator) else batches  # read twice below
     grad, res = run_hessian_lanczos(owner, loss, params, args, batches, _default_key(key), num_iters)
     lam_min, v_min, lam_max, v_max = extreme_eigenpairs(res.alpha, res.beta, res.basis)
-    residuals = _extreme_residuals(loss, params, args, batches, lam_min, v_min, lam_max, v_max)
+    residuals = _extreme_residuals(owner, loss, params, args, batches, lam_min, v_min, lam_max, v_max)
     d_min, d_max = extreme_margins(lam_min, lam_max, residuals, res.basis.shape[0], res.basis.shape[1], confidence)
     margins = jnp.stack([jnp.asarray(d_min, lam_min.dtype), jnp.asarray(d_max, lam_min.dtype)])
     (code, grad_norm, lam_min, lam_max, escape, has_escape), curvature, tol = _classify_numbers(

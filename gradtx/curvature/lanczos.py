@@ -40,7 +40,7 @@ from jax.flatten_util import ravel_pytree
 
 from gradtx._validation import check_int
 from gradtx.curvature.data import partition_data, prepare_data, static_callable
-from gradtx.curvature.operators import bound_hessian_operator, flatten_operator, hessian_operator, unraveler
+from gradtx.curvature.operators import bound_hessian_operator, flatten_operator, unraveler
 from gradtx.curvature.residuals import ritz_residuals
 from gradtx.curvature.streaming import is_streaming, krylov_loop, streamed_gradient, streamed_hessian
 
@@ -362,6 +362,28 @@ def run_hessian_lanczos(
     return hessian_lanczos(loss, params, arrays, static, weights, _default_key(key), min(num_iters, n))
 
 
+@functools.partial(jax.jit, static_argnames=("loss", "static", "weights"))
+def _hessian_residuals_core(loss, params, arrays, static, weights, values, vectors):
+    _, lin = bound_hessian_operator(loss, params, arrays, static, weights)
+    return ritz_residuals(lin, params, values, vectors)
+
+
+def hessian_ritz_residuals(owner: str, loss: Any, params: Any, args: tuple[Any, ...], batches: Any,
+                           values: jax.Array, vectors: Any) -> jax.Array:
+    """`‖H v_i − θ_i v_i‖` for Ritz pairs of the Hessian of the bound loss (see `ritz_residuals`).
+
+    One batch or `Batched` data: one compiled call (cached on the loss, the data layout and the
+    shapes), not an op-by-op linearization. A stream: one pass over it with `matmat`.
+    """
+    loss = static_callable(owner, "loss", loss)
+    streamed = streamed_hessian(owner, loss, params, args, batches)
+    if streamed is not None:
+        return ritz_residuals(streamed, params, values, vectors)
+    data, weights = prepare_data(owner, args, batches)
+    arrays, static = partition_data(data)
+    return _hessian_residuals_core(loss, params, arrays, static, weights, values, vectors)
+
+
 def eigsh(
     loss: Callable[..., Any],
     params: Any,
@@ -410,5 +432,5 @@ def eigsh(
     _, res = run_hessian_lanczos(owner, loss, params, args, batches, key, num_iters, gradient=False)
     vals, vecs = _ritz_pairs(res, params, k=k, which=which)
     if return_residuals:
-        return vals, vecs, ritz_residuals(hessian_operator(loss, params, *args, batches=batches), params, vals, vecs)
+        return vals, vecs, hessian_ritz_residuals(owner, loss, params, args, batches, vals, vecs)
     return vals, vecs
