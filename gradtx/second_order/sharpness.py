@@ -132,7 +132,7 @@ def track_sharpness(
     full reorthogonalization on [`hessian_operator`][gradtx.curvature.hessian_operator]: after
     $j$ steps, the largest Ritz value and its Ritz vector
 
-    $$\lambda_{\max} \approx \theta = \theta_{\max}(T_j), \qquad T_j = Q_j^\top \nabla^2 f(\theta)\, Q_j, \qquad v = Q_j s,$$
+    $$\lambda_{\max} \approx \theta = \theta_{\max}(T_j), \qquad T_j = Q_j^\top \nabla^2 f\, Q_j, \qquad v = Q_j s.$$
 
     The first measurement starts from a random vector and runs `num_iters` steps; each later one
     is **warm-started** from the previous $v$, which is close to the new top eigenvector when the
@@ -147,10 +147,10 @@ def track_sharpness(
     `num_iters` basis vectors.
 
     **Why `tol=1e-3`.** A symmetric matrix has an eigenvalue within $r$ of any Rayleigh quotient
-    $\theta$ of a unit vector with residual $r$ (Parlett 1998, Thm 4.5.1), so the stopping rule
+    $\theta$ of a unit vector with residual $r$ (Parlett 1998, §4.5), so the stopping rule
     certifies an eigenvalue within $10^{-3}|\theta|$ *without* any assumption on the spectrum; when
-    it is the top one, separated by a gap $\delta$ from the next, the error is also at most
-    $r^2/\delta$ (Kato-Temple), usually far smaller (measured: $\le 10^{-5}$ relative on the
+    it is the top one and the rest of the spectrum lies below $\theta - \delta$, the error is
+    also at most $r^2/\delta$ (Kato-Temple), usually far smaller (measured: $\le 10^{-5}$ relative on the
     digits MLP of `examples/sharpness.py`). The residual certifies *an* eigenvalue, not the
     largest: when the top two eigenvalues cross between measurements (at the edge of stability
     they come within a fraction of a percent of each other), the warm start can stay on the
