@@ -99,28 +99,40 @@ def test_sharpness_equals_dense_top_eigenvalue_at_the_measured_steps(tiny_run):
         assert float(states.edge_of_stability[t]) == pytest.approx(float(schedule(t)) * lam / 2, rel=2e-4)
 
 
+def _stop_index(alpha, beta, tol, m):
+    """First j with β_j·|s_j| <= tol·|θ_j| for the top Ritz pair of the leading j×j block (m if none)."""
+    alpha, beta = np.asarray(alpha, np.float64), np.asarray(beta, np.float64)
+    for j in range(1, m):
+        t_j = np.diag(alpha[:j]) + np.diag(beta[: j - 1], 1) + np.diag(beta[: j - 1], -1)
+        theta, s = np.linalg.eigh(t_j)
+        if beta[j - 1] * abs(s[j - 1, -1]) <= tol * abs(theta[-1]):
+            return j
+    return m
+
+
+@jax.jit
+def tiny_lanczos_from(params, v0s):
+    return jax.vmap(lambda v: lanczos_tridiag(hessian_operator(tiny_loss, params), params, N_TINY, v0=v))(v0s)
+
+
 def test_adaptive_measurement_stops_at_the_first_certified_step_and_matches_dense(tiny_run):
     """Default tol=1e-3: the first measurement runs all N_TINY steps from a random vector; each later
     one is warm-started from the stored eigenvector and stops at the first j with
     β_j·|s_j| <= 1e-3·θ_j, recomputed here in float64 from a fixed-length Lanczos run from the same
-    start vector; the estimate is within 1e-3 of the dense λ_max and its explicit residual
-    ‖Hv − θv‖ (dense H) is within the tolerance."""
+    start vector; a random (cold) start needs at least as many steps for the same test (on this
+    fast-changing 17-parameter model; the digits test below asks for half); the
+    estimate is within 1e-3 of the dense λ_max and its explicit residual ‖Hv − θv‖ (dense H) is
+    within the tolerance."""
     _, _, _, _, path, _, adaptive = tiny_run
     assert int(adaptive.products[0]) == N_TINY  # cold
     for t in range(EVERY, STEPS, EVERY):
         params_t = jax.tree.map(lambda a, t=t: a[t], path)
-        v0 = jax.tree.map(lambda a, t=t: a[t - 1], adaptive.eigenvector)
-        res = lanczos_tridiag(hessian_operator(tiny_loss, params_t), params_t, N_TINY, v0=v0)
-        alpha, beta = np.asarray(res.alpha, np.float64), np.asarray(res.beta, np.float64)
-        expected = N_TINY
-        for j in range(1, N_TINY):
-            t_j = np.diag(alpha[:j]) + np.diag(beta[: j - 1], 1) + np.diag(beta[: j - 1], -1)
-            theta, s = np.linalg.eigh(t_j)
-            if beta[j - 1] * abs(s[j - 1, -1]) <= 1e-3 * abs(theta[-1]):
-                expected = j
-                break
+        warm = jax.tree.map(lambda a, t=t: a[t - 1], adaptive.eigenvector)
+        cold = jax.tree.map(lambda a, t=t: jax.random.normal(jax.random.key(t), a.shape[1:]), adaptive.eigenvector)
+        res = tiny_lanczos_from(params_t, jax.tree.map(lambda *vs: jnp.stack(vs), warm, cold))
+        expected, cold_steps = (_stop_index(res.alpha[i], res.beta[i], 1e-3, N_TINY) for i in range(2))
         used = int(adaptive.products[t]) - int(adaptive.products[t - 1])
-        assert used == expected < N_TINY, (t, used, expected)
+        assert used == expected <= cold_steps, (t, used, expected, cold_steps)
         lam, _ = dense_top(params_t)
         est = float(adaptive.sharpness[t])
         assert est == pytest.approx(lam, rel=1e-3)
