@@ -24,6 +24,14 @@ def _fmt_bytes(n: int | None) -> str:
     return f"{n} B"
 
 
+def _load_cell(case: dict[str, Any]) -> str:
+    """`start to end` 1-minute load averages, and the other processes' CPU cores when recorded."""
+    load = case["load_average_1_5_15"]
+    cell = f"{load['start'][0]} to {load['end'][0]}"
+    other = case.get("other_cpu_cores")
+    return cell + (f"; others {other:.2f} cores" if other is not None else "")
+
+
 def _ms(x: float) -> str:
     return f"{x:.3f}" if x < 10 else f"{x:.1f}"
 
@@ -54,8 +62,9 @@ def _highlights(results: dict[str, Any]) -> list[str]:
             "the same params and gradients (`p - lr * g` leaf by leaf through `apply_updates`, no "
             "optimizer state), timed in the same rotation, over optax's step: the lowest ratio any "
             "optimizer can reach while params and gradients are one array per leaf. *Fused / floor* is "
-            "paired the same way (block by block against the floor's blocks); the 1-minute load average "
-            "at the case's start and end is in the last column.",
+            "paired the same way (block by block against the floor's blocks); the last column has the "
+            "1-minute load average at the case's start and end (it counts the benchmark's own threads) "
+            "and the CPU cores other processes used meanwhile.",
             "",
             "| optimizer | ms: optax, fused, floor | step: gradtx (per leaf) / optax | fused / optax "
             "| fused / per leaf | floor / optax | fused / floor | compile: gradtx / optax, fused / optax | load |",
@@ -72,7 +81,7 @@ def _highlights(results: dict[str, Any]) -> list[str]:
                 f"{c['fused']['ratio_vs_optax']:.2f} | {c['fused']['ratio_vs_baseline']:.2f} | {fl} | "
                 + (f"{vs_floor:.2f}" if vs_floor is not None else "n/a")
                 + f" | {c['gradtx']['compile_ratio_vs_optax']:.2f}, {c['fused']['compile_ratio_vs_optax']:.2f} | "
-                + (f"{load['start'][0]} to {load['end'][0]} |" if load else "n/a |")
+                + (f"{_load_cell(c)} |" if load else "n/a |")
             )
     big = [c for c in cases if c["tree"].startswith("leaf_")]
     if big:
@@ -207,7 +216,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"* jax {m['jax']} (jaxlib {m['jaxlib']}), backend `{m['backend']}`; optax {m['optax']}; flax {m['flax']}",
         f"* load average (1, 5, 15 min, from /proc/loadavg) at start {m['load_average_1_5_15']}, at end "
         f"{m.get('load_average_end')} (a shared machine: other jobs ran during the measurements; every "
-        "case's load at its start and end is in the step-time table)",
+        "case's load at its start and end, and the CPU other processes used during it, is in the "
+        "step-time table)",
         f"* run on {m['date_utc']}, {results['wall_s']:.0f} s in all",
         f"* memory-streaming bound: {results['stream']['GBps']:.2f} GB/s at the start, "
         f"{results['stream_end']['GBps']:.2f} GB/s at the end (in-place, donated `x * a + b` over a "
@@ -239,7 +249,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         "(per leaf) and the fused path to optax, the fused path to the per-leaf path; each variant's "
         "fraction of the memory-streaming bound (`bytes_per_param * n_params / bandwidth`; above "
         "100% means the kernels streamed faster than the single-array reference kernel); the "
-        "1-minute load average when the case started and ended.",
+        "1-minute load average when the case started and ended (it counts the benchmark's own threads) "
+        "and the CPU cores other processes used during the case.",
         "",
         "| optimizer | tree | params | leaves | bytes/param | GB/s | bound ms | optax ms | gradtx / optax "
         "| fused / optax | fused / gradtx | floor / optax | % of bound: optax, gradtx, fused | load |",
@@ -253,7 +264,7 @@ def render_markdown(results: dict[str, Any]) -> str:
             f"{c['gradtx']['ratio_vs_optax']:.2f} | {c['fused']['ratio_vs_optax']:.2f} | "
             f"{c['fused']['ratio_vs_baseline']:.2f} | {c[FLOOR]['ratio_vs_optax']:.2f} | "
             + ", ".join(f"{c[v]['fraction_of_bound']:.0%}" for v in ("optax", *VARIANTS))
-            + (f" | {load['start'][0]} to {load['end'][0]} |" if load else " | n/a |")
+            + (f" | {_load_cell(c)} |" if load else " | n/a |")
         )
     lines += [
         "",

@@ -21,10 +21,16 @@ which cases it holds.
 `--quick` uses small trees and few repeats (a smoke run for CI, well under a minute). Nothing
 here asserts on time: the numbers are reported, never judged.
 
-The 1-minute load average (/proc/loadavg) is recorded before and after every case. A shared,
-loaded machine inflates per-kernel costs unevenly, so `--markdown` refuses to write the report
-from a run (or from `--from-json` results) in which any recorded 1-minute load average exceeded
-`MAX_REPORT_LOAD` (1.0), unless `--allow-load` is given; the JSON is written either way.
+The 1-minute load average (/proc/loadavg) is recorded before and after every case, and so is
+the CPU time *other* processes used while the case ran (`other_cpu_cores`: the machine's busy CPU
+time from /proc/stat minus this process's own, per second of wall time). The load average
+counts the benchmark itself (its XLA threads keep it near the core count on a 2-core machine),
+so it cannot tell a quiet machine from a busy one once the run has started; the other
+processes' CPU can. A shared, loaded machine inflates per-kernel costs unevenly, so
+`--markdown` refuses to write the report from a run (or from `--from-json` results) whose
+1-minute load average *before it started* exceeded `MAX_REPORT_LOAD` (1.0), or in which other
+processes used more than `MAX_REPORT_LOAD` cores during any case, unless `--allow-load` is
+given; the JSON is written either way.
 """
 
 from __future__ import annotations
@@ -60,17 +66,20 @@ def _variants() -> dict[str, Any]:
 
 
 MAX_REPORT_LOAD = 1.0
-"""Highest 1-minute load average of a run whose Markdown report is written without `--allow-load`."""
+"""Highest background load of a run whose Markdown report is written without `--allow-load`: the
+1-minute load average before the run, and the cores other processes used during each case."""
 
 
 def max_load(results: dict[str, Any]) -> float:
-    """The highest 1-minute load average recorded in `results` (machine start and end, every case)."""
+    """The run's background load: the 1-minute load average when it started, and the most CPU
+    cores other processes used during a case (`other_cpu_cores`; for results recorded before that
+    figure existed, the case's own start and end load averages)."""
     values = [results["machine"]["load_average_1_5_15"][0]]
-    if results["machine"].get("load_average_end"):
-        values.append(results["machine"]["load_average_end"][0])
     for case in results["cases"]:
-        load = case.get("load_average_1_5_15")
-        if load:
+        if case.get("other_cpu_cores") is not None:
+            values.append(case["other_cpu_cores"])
+        elif case.get("load_average_1_5_15"):
+            load = case["load_average_1_5_15"]
             values += [load["start"][0], load["end"][0]]
     return max(values)
 
@@ -81,15 +90,56 @@ def report_refusal(results: dict[str, Any], markdown: str, allow_load: bool, jso
     if load <= MAX_REPORT_LOAD or allow_load:
         return None
     return (
-        f"run.py: not writing {markdown}: the 1-minute load average reached {load:.2f} during the run (above "
-        f"{MAX_REPORT_LOAD}), so its timings are inflated by other jobs; re-run on a quiet machine, or pass "
-        "--allow-load to write it anyway" + (f" (the results are in {json_path})" if json_path else "") + "."
+        f"run.py: not writing {markdown}: the machine's background load reached {load:.2f} (the load average "
+        f"before the run, or the CPU cores other processes used during a case; above {MAX_REPORT_LOAD}), so its "
+        "timings are inflated by other jobs; re-run on a quiet machine, or pass --allow-load to write it anyway"
+        + (f" (the results are in {json_path})" if json_path else "") + "."
     )
+
+
+KEPT_SECTIONS = ("## Hessian-vector products on several devices",)
+"""Sections of the report written by other scripts (benchmarks/hvp_devices.py): a new report keeps them."""
+
+
+def kept_sections(path: str) -> str:
+    """The `KEPT_SECTIONS` of the report at `path` (each up to the next `## ` heading), to re-append."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return ""
+    out: list[str] = []
+    keep = False
+    for line in lines:
+        if line.startswith("## "):
+            keep = line.strip() in KEPT_SECTIONS
+        if keep:
+            out.append(line)
+    return ("\n" + "\n".join(out).rstrip() + "\n") if out else ""
 
 
 def _load() -> list[float]:
     """The load average (1, 5, 15 min) now, as /proc/loadavg gives it."""
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def _cpu_clock() -> tuple[float, float, float]:
+    """`(wall s, machine-wide busy CPU s, this process's CPU s)`; NaN busy time without /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:9]]
+        busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+    except (OSError, ValueError):
+        busy = float("nan")
+    t = os.times()
+    return time.perf_counter(), busy, t.user + t.system + t.children_user + t.children_system
+
+
+def _other_cores(start: tuple[float, float, float], end: tuple[float, float, float]) -> float | None:
+    """CPU cores used by other processes between two `_cpu_clock()` readings (None if unknown)."""
+    wall = end[0] - start[0]
+    other = (end[1] - start[1]) - (end[2] - start[2])
+    return round(max(other, 0.0) / wall, 2) if wall > 0 and math.isfinite(other) else None
 
 
 def _geomean(values: list[float]) -> float:
@@ -138,12 +188,13 @@ def run(quick: bool, only: list[str] | None = None, verbose: bool = True) -> dic
         for opt in optimizers.values():
             if (only_opts and opt.name not in only_opts) or (only_trees and tree.name not in only_trees):
                 continue
-            load_start = _load()
+            load_start, clock_start = _load(), _cpu_clock()
             res = h.measure_case(
                 opt, tree, variants, stream=kernel, blocks=blocks, min_block_s=min_block_s, baseline=PER_LEAF,
                 floor=FLOOR,
             )
             res["load_average_1_5_15"] = {"start": load_start, "end": _load()}
+            res["other_cpu_cores"] = _other_cores(clock_start, _cpu_clock())
             cases.append(res)
             say(
                 f"{opt.name:17s} {tree.name:18s} optax {res['optax']['median_ms']:9.3f} ms | "
@@ -154,7 +205,7 @@ def run(quick: bool, only: list[str] | None = None, verbose: bool = True) -> dic
                 )
                 + f" | fused/per-leaf x{res['fused']['ratio_vs_baseline']:.2f}"
                 + f" | floor x{res[FLOOR]['ratio_vs_optax']:.2f}, fused/floor x{res['fused']['ratio_vs_floor']:.2f}"
-                + f" | load {res['load_average_1_5_15']['end']}"
+                + f" | load {res['load_average_1_5_15']['end']}, other processes {res['other_cpu_cores']} cores"
             )
     # the bandwidth again at the end: how much did the machine drift?
     stream_end = h.stream_bandwidth(blocks=(3 if quick else 9), kernel=kernel)
@@ -226,8 +277,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if refusal:
             print(refusal, file=sys.stderr)
             raise SystemExit(2)
+        kept = kept_sections(args.markdown)
         with open(args.markdown, "w") as f:
-            f.write(render_markdown(results))
+            f.write(render_markdown(results) + kept)
     s = results["summary"]
     print(
         "geometric mean gradtx/optax: "

@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from _env import user_env
@@ -130,13 +131,17 @@ def test_subset_report_says_which_cases_it_holds(quick_results, tmp_path):
     assert "were not re-measured" not in _report.render_markdown(results)
 
 
-def _with_loads(results, first, cases, end):
-    """`results` with every recorded 1-minute load average replaced."""
-    machine = dict(results["machine"], load_average_1_5_15=[first, 0.1, 0.1], load_average_end=[end, 0.1, 0.1])
+def _with_loads(results, first, others, own=1.9):
+    """`results` with the run's starting load average `first`, each case's other-process CPU cores
+    from `others`, and the cases' own load averages at `own` (the benchmark's threads count there)."""
+    machine = dict(results["machine"], load_average_1_5_15=[first, 0.1, 0.1], load_average_end=[own, 0.1, 0.1])
     return dict(
         results,
         machine=machine,
-        cases=[dict(c, load_average_1_5_15={"start": [a, 0, 0], "end": [b, 0, 0]}) for c, (a, b) in zip(results["cases"], cases)],
+        cases=[
+            dict(c, load_average_1_5_15={"start": [own, 0, 0], "end": [own, 0, 0]}, other_cpu_cores=o)
+            for c, o in zip(results["cases"], others)
+        ],
     )
 
 
@@ -146,18 +151,41 @@ def test_report_is_refused_from_a_loaded_run(quick_results):
 
     results, _, _ = quick_results
     n = len(results["cases"])
-    quiet = _with_loads(results, 0.4, [(0.5, 0.6)] * n, 0.7)
-    assert run.max_load(quiet) == 0.7
+    # the benchmark's own threads raise the load average to ~2 on 2 cores: that alone is quiet
+    quiet = _with_loads(results, 0.4, [0.1] * n)
+    assert run.max_load(quiet) == 0.4
     assert run.report_refusal(quiet, "docs/benchmarks.md", allow_load=False) is None
-    # one case ending above 1.0 is enough to refuse, with a message naming the load and the way out
-    loaded = _with_loads(results, 0.4, [(0.5, 0.6)] * (n - 1) + [(0.9, 1.7)], 0.7)
+    # other processes using more than a core during one case is enough to refuse, with a message
+    # naming the load and the way out
+    loaded = _with_loads(results, 0.4, [0.1] * (n - 1) + [1.7])
     assert run.max_load(loaded) == 1.7
     message = run.report_refusal(loaded, "docs/benchmarks.md", allow_load=False, json_path="out.json")
     assert "docs/benchmarks.md" in message and "1.70" in message and "--allow-load" in message and "out.json" in message
     assert run.report_refusal(loaded, "docs/benchmarks.md", allow_load=True) is None
-    # the load at the start or the end of the whole run counts too
-    assert run.report_refusal(_with_loads(results, 1.2, [(0.5, 0.6)] * n, 0.7), "x.md", allow_load=False)
-    assert run.report_refusal(_with_loads(results, 0.2, [(0.5, 0.6)] * n, 1.01), "x.md", allow_load=False)
+    # a machine already loaded when the run starts is refused too
+    assert run.report_refusal(_with_loads(results, 1.2, [0.1] * n), "x.md", allow_load=False)
+    # results recorded before other_cpu_cores existed fall back to the cases' load averages
+    old = _with_loads(results, 0.4, [None] * n, own=1.5)
+    assert run.max_load(old) == 1.5
+
+
+def test_other_processes_cpu_is_measured():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import run
+
+    # busy CPU time of the machine minus this process's own, per second of wall time
+    assert run._other_cores((0.0, 10.0, 5.0), (2.0, 14.0, 7.0)) == 1.0
+    assert run._other_cores((0.0, 10.0, 5.0), (2.0, 11.0, 7.0)) == 0.0  # clock skew: never negative
+    assert run._other_cores((0.0, float("nan"), 5.0), (2.0, 11.0, 7.0)) is None  # no /proc/stat
+    # a child process spinning for a second is other processes' CPU (until it is waited for)
+    start = run._cpu_clock()
+    child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.0: pass"])
+    try:
+        time.sleep(1.0)
+        busy = run._other_cores(start, run._cpu_clock())
+    finally:
+        child.wait(timeout=10)
+    assert busy > 0.3
 
 
 def test_many_leaf_table_has_floor_and_fused_over_floor(quick_results):
@@ -171,3 +199,18 @@ def test_many_leaf_table_has_floor_and_fused_over_floor(quick_results):
             row = next(line for line in markdown.splitlines() if line.startswith(f"| {case['optimizer_label']} | "))
             assert f"| {case['fused']['ratio_vs_floor']:.2f} |" in row
             assert _report._ms(case["floor"]["median_ms"]) in row
+
+
+def test_a_new_report_keeps_the_sections_other_scripts_wrote(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import run
+
+    old = tmp_path / "benchmarks.md"
+    old.write_text(
+        "# Benchmarks\n\nold table\n\n## Hessian-vector products on several devices\n\n| 1 × 1 | 12.8 |\n\n"
+        "## Machine\n\nold machine\n"
+    )
+    kept = run.kept_sections(str(old))
+    assert "## Hessian-vector products on several devices" in kept and "| 1 × 1 | 12.8 |" in kept
+    assert "old table" not in kept and "old machine" not in kept
+    assert run.kept_sections(str(tmp_path / "missing.md")) == ""
