@@ -1,7 +1,7 @@
 """Shared machinery of the bit-for-bit optax comparison (`tests/test_optax_bitwise.py`).
 
 A row `Row(name, ours, theirs, grads)` builds one transformation in gradtx and in optax; `run`
-drives it for `STEPS` jitted steps on a 9-leaf tree (three leaves of each shape, nested in a dict
+drives it for `STEPS` jitted steps on a 6-leaf tree (two leaves of each shape, nested in a dict
 and a list), and `assert_same` compares two
 trees bit for bit (paths, structure, dtypes, shapes and every bit). Families keep their rows in
 `tests/_rows_<family>.py` (a list `ROWS`), which `test_optax_bitwise.py` gathers.
@@ -72,10 +72,10 @@ def labels(p):
 def run(lib, tx, grads):
     """Initial state and the stacked `(params, updates, state)` of every step.
 
-    One 9-leaf tree: each leaf costs compile time (two compiles per row, ~250 rows), and nine
-    leaves already exercise every shape, nesting and a multi-leaf reduction order.
+    One 6-leaf tree: each leaf costs compile time (two compiles per row, ~250 rows), and six
+    leaves already exercise every shape (twice), nesting and a multi-leaf reduction order.
     """
-    trees = (tree(9, seed=1),)
+    trees = (tree(6, seed=1),)
     states = tuple(tx.init(p) for p in trees)
 
     @jax.jit

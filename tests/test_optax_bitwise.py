@@ -2,7 +2,7 @@
 
 One table, `ROWS`: every optimizer, transformation, chain, wrapper and schedule that gradtx
 shares with optax joins it with one row `(name, gradtx factory, optax factory)`. Each row runs a
-jitted 25-step trajectory on a 9-leaf tree (the gradients depend on the params, so
+jitted 25-step trajectory on a 6-leaf tree (the gradients depend on the params, so
 a one-ulp difference compounds), and every params, updates and optimizer-state leaf must be equal
 bit for bit to optax's, with the same state layout (NamedTuple types and field names, tree paths).
 The optimizer rows call the gradtx aliases exactly as users do.
