@@ -293,7 +293,7 @@ def make_trees(quick: bool) -> dict[str, Tree]:
     trees: list[Tree] = []
     for n in ([10_000] if quick else [10_000, 100_000, 1_000_000, 10_000_000]):
         trees.append(Tree(f"leaf_{n:.0e}".replace("+0", ""), f"1 leaf of {n:,}", {"w": jax.ShapeDtypeStruct((n,), f32)}))
-    count, size = (64, 500) if quick else (1_000, 1_000)
+    count, size = (16, 500) if quick else (1_000, 1_000)
     trees.append(
         Tree(
             f"leaves_{count}x{size}",

@@ -171,9 +171,9 @@ def run(quick: bool, only: list[str] | None = None, verbose: bool = True) -> dic
     info = h.machine_info()
     say(f"{info['cpu_model']}, {info['usable_cpus']} cpus, jax {info['jax']} ({info['backend']}), "
         f"optax {info['optax']}, load {info['load_average_1_5_15']}")
-    blocks = 5 if quick else 15
-    min_block_s = 0.01 if quick else 0.08
-    kernel = h.StreamKernel(n_bytes=(16e6 if quick else 80e6), min_block_s=min_block_s)
+    blocks = 3 if quick else 15
+    min_block_s = 0.002 if quick else 0.08
+    kernel = h.StreamKernel(n_bytes=(4e6 if quick else 80e6), min_block_s=min_block_s)
     stream = h.stream_bandwidth(blocks=(3 if quick else 9), kernel=kernel)
     say(f"streaming bound: {stream['GBps']:.2f} GB/s (in-place x*a+b over {stream['array_bytes'] / 1e6:.0f} MB)")
 
