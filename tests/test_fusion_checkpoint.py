@@ -19,6 +19,7 @@ orders. The per-leaf continuation *on the same devices and layout* is bit-identi
 below, tolerance 0).
 """
 
+import functools
 import os
 import subprocess
 import sys
@@ -58,6 +59,7 @@ def _assert_close(actual, desired):
     jax.tree_util.tree_map_with_path(check, actual, desired)
 
 
+@functools.cache  # one transformation object: its jitted step (below) compiles once per layout
 def _make_tx():
     # element-wise and reduction (clip_by_global_norm) members: maybe_fuse fuses the whole chain
     return gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.adamw(1e-2, weight_decay=1e-2))
@@ -76,19 +78,24 @@ def _loss(params):
 
 def _train(tx, params, state, steps):
     """`steps` jitted steps; the loss before each step and the params after it, and the state."""
-
-    @jax.jit
-    def step(p, s):
-        loss, g = jax.value_and_grad(_loss)(p)
-        u, s = tx.update(g, s, p)
-        return gradtx.apply_updates(p, u), s, loss
-
+    step = _jitted_step(tx)
     losses, trajectory = [], []
     for _ in range(steps):
         params, state, loss = step(params, state)
         losses.append(loss)
         trajectory.append(params)
     return losses, trajectory, state
+
+
+@functools.cache
+def _jitted_step(tx):
+    @jax.jit
+    def step(p, s):
+        loss, g = jax.value_and_grad(_loss)(p)
+        u, s = tx.update(g, s, p)
+        return gradtx.apply_updates(p, u), s, loss
+
+    return step
 
 
 def _one_device(tree):
@@ -162,9 +169,10 @@ def per_leaf_run():
     """The uninterrupted per-leaf run: 2 * STEPS steps with params sharded over 8 devices."""
     params = jax.device_put(_params(), _shardings(_params()))
     tx = _make_tx()
-    losses, trajectory, state = _train(tx, params, tx.init(params), 2 * STEPS)
-    _, _, half_state = _train(tx, params, tx.init(params), STEPS)
-    return params, losses, trajectory, state, half_state
+    # one jitted step, run STEPS times, then STEPS more from the state kept at half way
+    first_losses, first_trajectory, half_state = _train(tx, params, tx.init(params), STEPS)
+    losses, trajectory, state = _train(tx, first_trajectory[-1], half_state, STEPS)
+    return params, first_losses + losses, first_trajectory + trajectory, state, half_state
 
 
 def _assert_follows(losses, trajectory, state, reference):
