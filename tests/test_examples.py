@@ -30,9 +30,11 @@ def run_example(name: str, out: Path, *args: str, timeout: float = 600) -> str:
     # run as a user would: without the simulated devices tests/conftest.py adds for sharding tests
     pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env = user_env(PYTHONPATH=pythonpath, MPLBACKEND="Agg")
-    # XLA's backend optimisation passes cost more than these short runs save: a third less CPU
-    # (the compiled programs compute the same values up to float rounding)
-    env["XLA_FLAGS"] = f"{env['XLA_FLAGS']} --xla_backend_optimization_level=0".strip()
+    # XLA's backend optimisation passes cost more than these short runs save, and so do Eigen's
+    # worker threads on these small matrices: a third less CPU (the compiled programs compute the
+    # same values up to float rounding)
+    flags = "--xla_backend_optimization_level=0 --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    env["XLA_FLAGS"] = f"{env['XLA_FLAGS']} {flags}".strip()
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / f"{name}.py"), "--quick", "--out", str(out), *args],
         cwd=ROOT,
