@@ -78,14 +78,20 @@ def _grad_seq(params, steps):
     return seq[:steps]
 
 
+_STEPS = {}
+
+
 def _trajectory(tx, params, steps, start=0, state=None):
     """Params after every step and the final state, applying `tx` (jitted step) to `_grads`."""
+    if id(tx) not in _STEPS:  # one jitted step per transformation (kept alive with it): compiled once
 
-    @jax.jit
-    def step(p, s, g):
-        updates, s = tx.update(g, s, p)
-        return gradtx.apply_updates(p, updates), s
+        @jax.jit
+        def step(p, s, g):
+            updates, s = tx.update(g, s, p)
+            return gradtx.apply_updates(p, updates), s
 
+        _STEPS[id(tx)] = (tx, step)
+    step = _STEPS[id(tx)][1]
     state = tx.init(params) if state is None else state
     out = []
     for g in _grad_seq(params, start + steps)[start:]:
