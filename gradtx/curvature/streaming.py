@@ -413,13 +413,43 @@ def data_operator(owner: str, product: Callable[..., Any], params: Any, args: tu
     return StreamingOperator(owner, product, params, batch_stream(owner, batches))
 
 
+@functools.partial(jax.jit, static_argnums=(0,))
+def _first_query(query: Callable[..., Any], j: Any, carry: Any) -> Any:
+    """`query(j, carry)`: compiled once per `query` (hashed by identity or `__hash__`) and carry shapes."""
+    return query(j, carry)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _advance(query: Callable[..., Any], update: Callable[..., Any], j: Any, carry: Any, product: Any) -> Any:
+    """One host-loop step: `carry' = update(j, carry, A x)` and the next vector `query(j + 1, carry')`."""
+    carry = update(j, carry, product)
+    return carry, query(j + 1, carry)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _first_check(cond: Callable[..., Any], j: Any, carry: Any) -> Any:
+    return cond(j, carry)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _advance_while(query: Callable[..., Any], update: Callable[..., Any], cond: Callable[..., Any], j: Any, carry: Any,
+                   product: Any) -> Any:
+    """`_advance` followed by the stopping test `cond(j + 1, carry')`: one compiled call per step."""
+    carry = update(j, carry, product)
+    return carry, query(j + 1, carry), cond(j + 1, carry)
+
+
 def krylov_loop(mv: Callable[[Any], Any], query: Callable[[Any, Any], Any], update: Callable[[Any, Any, Any], Any],
                 carry: Any, num_steps: int, *, streaming: bool) -> Any:
     """Run `carry = update(j, carry, mv(query(j, carry)))` for `j = 0 .. num_steps − 1`.
 
     Not streaming: one `lax.fori_loop` (trace it inside the caller's `jax.jit`). Streaming: a
-    host loop in which `query` and `update` are each one compiled function (compiled once, `j`
-    passed as an int32 array) and `mv` is the host-level streaming product.
+    host loop around the host-level streaming product `mv`, in which each step (`update`, then
+    the next `query`) is one call of a module-level `jax.jit` function that takes `query` and
+    `update` as static arguments and `j` as an int32 array. The compiled step is therefore
+    cached on (`query`, `update`, the carry's shapes and dtypes) and reused by every later call:
+    pass module-level functions (or equal, hashable callables), not fresh closures, to compile
+    nothing on a second call with the same shapes.
 
     Args:
         mv: linear map on the vectors `query` returns (usually flat, see `flatten_operator`).
@@ -434,10 +464,11 @@ def krylov_loop(mv: Callable[[Any], Any], query: Callable[[Any, Any], Any], upda
     """
     if not streaming:
         return lax.fori_loop(0, num_steps, lambda j, c: update(j, c, mv(query(j, c))), carry)
-    query_jit, update_jit = jax.jit(query), jax.jit(update)
+    if num_steps <= 0:
+        return carry
+    x = _first_query(query, np.int32(0), carry)
     for j in range(num_steps):
-        jj = np.int32(j)
-        carry = update_jit(jj, carry, mv(query_jit(jj, carry)))
+        carry, x = _advance(query, update, np.int32(j), carry, mv(x))
     return carry
 
 
@@ -446,8 +477,10 @@ def krylov_while(mv: Callable[[Any], Any], query: Callable[[Any, Any], Any], upd
     """[`krylov_loop`][gradtx.curvature.krylov_loop] with an early stop: steps `j = 0, 1, …` run while
     `j < max_steps` and `cond(j, carry)` is true (checked before each step).
 
-    Not streaming: one `lax.while_loop`. Streaming: a host loop (`cond` compiled once and read
-    back as a Python bool before each step). Keep a step counter in `carry` if you need it.
+    Not streaming: one `lax.while_loop`. Streaming: a host loop of one compiled call per step
+    (`update`, the next `query` and the next `cond`, read back as a Python bool before the next
+    step), cached on (`query`, `update`, `cond`, the carry's shapes) as in `krylov_loop`. Keep a
+    step counter in `carry` if you need it.
 
     Returns:
         The final carry.
@@ -462,10 +495,12 @@ def krylov_while(mv: Callable[[Any], Any], query: Callable[[Any, Any], Any], upd
             return j + 1, update(j, c, mv(query(j, c)))
 
         return lax.while_loop(keep_going, body, (jnp.int32(0), carry))[1]
-    query_jit, update_jit, cond_jit = jax.jit(query), jax.jit(update), jax.jit(cond)
+    if max_steps <= 0 or not bool(_first_check(cond, np.int32(0), carry)):
+        return carry
+    x = _first_query(query, np.int32(0), carry)
     j = 0
-    while j < max_steps and bool(cond_jit(np.int32(j), carry)):
-        jj = np.int32(j)
-        carry = update_jit(jj, carry, mv(query_jit(jj, carry)))
+    while True:
+        carry, x, going = _advance_while(query, update, cond, np.int32(j), carry, mv(x))
         j += 1
-    return carry
+        if j >= max_steps or not bool(going):
+            return carry
