@@ -183,6 +183,45 @@ def test_monte_carlo_fisher(x64_problem, likelihood):
     assert err_mean < 4 * np.sqrt(np.mean(dev**2) / num_keys), (err_mean, np.sqrt(np.mean(dev**2)))
 
 
+def test_monte_carlo_fisher_streamed_batches_sample_independently(x64_problem):
+    params, x, _, _, fisher = x64_problem
+    exact = fisher["categorical"]  # also the Fisher of the inputs (x, x): a mean over examples
+    num_keys = 16
+    keys = jax.random.split(jax.random.PRNGKey(3), num_keys)
+    twice = jnp.concatenate([x, x])
+    with jax.enable_x64(True):
+
+        @jax.jit
+        def one_batch(keys):
+            def estimates(k):  # S = 1 target per example
+                return (_dense(fisher_operator(model, params, x, num_samples=1, key=k), params),
+                        _dense(fisher_operator(model, params, twice, num_samples=1, key=k), params))
+
+            logits = model(params, twice)
+            targets = sample_targets("categorical", logits, keys[0], 3)
+            tail = sample_targets("categorical", logits[POINTS:], keys[0], 3, offset=POINTS)
+            return *jax.vmap(estimates)(keys), targets, tail
+
+        once, whole, targets, tail = map(np.asarray, one_batch(keys))
+        # two identical batches streamed, the key travelling with the params (one compiled step)
+        streamed = np.stack([_dense_streamed(fisher_operator(model, params, num_samples=1, key=k, batches=[x, x]),
+                                             params) for k in keys])
+    # example n draws with fold_in(key, n), n counted over the stream: the estimate of one batch of the 12 inputs
+    np.testing.assert_allclose(streamed, whole, rtol=0, atol=1e-12 * np.abs(exact).max())
+    np.testing.assert_array_equal(tail, targets[:, POINTS:])
+    # the second copy draws its own targets, not the first copy's (what one key per batch gave): ...
+    assert not np.allclose(streamed[0], once[0])
+    # ... independent of them, so the squared error of the mean of two copies is half that of one copy
+    # (E‖F̂ − F‖² = ½ E‖F̂_once − F‖²; shared targets give a ratio of 1)
+    dev_streamed = np.linalg.norm(streamed - exact, axis=(1, 2))
+    dev_once = np.linalg.norm(once - exact, axis=(1, 2))
+    ratio = np.mean(dev_streamed**2) / np.mean(dev_once**2)
+    assert 0.3 < ratio < 0.75, ratio
+    # still unbiased: the mean over the keys is within 4 standard errors of F
+    err_mean = np.linalg.norm(streamed.mean(axis=0) - exact)
+    assert err_mean < 4 * np.sqrt(np.mean(dev_streamed**2) / num_keys), err_mean
+
+
 def test_estimators_accept_fisher_operators(x64_problem):
     params, x, _, _, fisher = x64_problem
     exact = fisher["categorical"]
@@ -219,9 +258,6 @@ def test_fisher_in_float32_under_jit_fixed_samples():
     # the samples are drawn once per operator, from the key: a fixed linear map
     jax.tree.map(np.testing.assert_array_equal, first, second)
     assert not np.allclose(ravel_pytree(first)[0], ravel_pytree(other)[0])
-    # a stream of one batch draws the same samples from the same key (the key travels with the params)
-    streamed = fisher_operator(model, params, num_samples=2, key=jax.random.PRNGKey(1), batches=[x])
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), streamed(v), first)
 
 
 def test_validation():
@@ -250,5 +286,10 @@ def test_validation():
         sample_targets("bernoulli", model(params, x), jax.random.PRNGKey(0), 2)
     with pytest.raises(ValueError, match="sample_targets: num_samples must be an integer >= 1"):
         sample_targets("categorical", model(params, x), jax.random.PRNGKey(0), 0)
+    with pytest.raises(ValueError, match="sample_targets: offset must be an integer >= 0"):
+        sample_targets("categorical", model(params, x), jax.random.PRNGKey(0), 2, offset=-1)
+    with pytest.raises(ValueError, match="fisher_operator: model_fn returned 2 outputs along the batch axis for a "
+                                         "batch of 6 examples"):
+        fisher_operator(lambda p, x: model(p, x)[:2], params, batches=[x], num_samples=2)(params)
     with pytest.raises(ValueError, match="tree structure"):
         fisher_operator(model, params, x)({"w1": params["w1"]})

@@ -13,14 +13,15 @@ batch). With `batches=`, the batch-size-weighted average `Σ_i (n_i/N) F_i` is t
 `N` examples, as for the other operators (see [`gradtx.curvature.data`][gradtx.curvature.data]).
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gradtx._validation import check_int, check_real
-from gradtx.curvature.data import Batched, static_callable
+from gradtx.curvature.data import Batched, as_args, batch_size, static_callable
 from gradtx.curvature.operators import _match_tangent
 from gradtx.curvature.streaming import StreamingOperator, batch_stream, data_operator
 
@@ -198,7 +199,25 @@ def _output_hessian(likelihood: str, outputs: jax.Array, variance: Any) -> Calla
     return lambda u: u / variance
 
 
-def sample_targets(likelihood: str, outputs: jax.Array, key: jax.Array, num_samples: int, variance: Any = 1.0) -> jax.Array:
+def _positions(offset: Any, count: int) -> jax.Array:
+    """`offset + (0, 1, …, count − 1)` as uint32: the data-set positions of a batch's examples."""
+    return jnp.asarray(offset).astype(jnp.uint32) + jnp.arange(count, dtype=jnp.uint32)
+
+
+def _draw(likelihood: str, outputs: jax.Array, key: jax.Array, positions: jax.Array, num_samples: int,
+          variance: Any) -> jax.Array:
+    """The sampled targets, example `n` of the batch drawing with `fold_in(key, positions[n])`."""
+    outputs = jax.lax.stop_gradient(outputs)
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(positions)
+    if likelihood == "categorical":
+        per_example = jax.vmap(lambda k, f: jax.random.categorical(k, f, axis=-1, shape=(num_samples, *f.shape[:-1])))
+        return jnp.moveaxis(per_example(keys, outputs), 0, 1)
+    eps = jax.vmap(lambda k: jax.random.normal(k, (num_samples, *outputs.shape[1:]), outputs.dtype))(keys)
+    return outputs[None] + jnp.sqrt(jnp.asarray(variance, outputs.dtype)) * jnp.moveaxis(eps, 0, 1)
+
+
+def sample_targets(likelihood: str, outputs: jax.Array, key: jax.Array, num_samples: int, variance: Any = 1.0,
+                   offset: Any = 0) -> jax.Array:
     """Draw `num_samples` targets per example from the model's predictive distribution.
 
     Categorical: class indices `ŷ ~ softmax(outputs)` along the last axis, shape
@@ -206,33 +225,47 @@ def sample_targets(likelihood: str, outputs: jax.Array, key: jax.Array, num_samp
     shape `(num_samples, *outputs.shape)`. These are the targets
     [`fisher_operator`][gradtx.curvature.fisher_operator] uses for its Monte-Carlo estimate.
 
+    Example `n` of the batch (index `n` along the leading axis of `outputs`) is the example at
+    position `offset + n` of the data set, and draws all its targets with its own key
+
+    $$k_{\\mathrm{offset}+n} = \\mathrm{fold\\_in}(\\mathrm{key},\\ \\mathrm{offset} + n),$$
+
+    so the examples' targets are independent, and an example's targets depend on the key and
+    its position only: drawing a data set in one batch, or batch by batch with `offset` the
+    number of examples before each batch, gives the same targets.
+
     Args:
         likelihood: `"categorical"` or `"gaussian"`.
         outputs: the model outputs, `(batch, ..., classes)` logits or `(batch, ...)` means.
         key: PRNG key.
         num_samples: targets per example, a static int ≥ 1.
         variance: the Gaussian variance `> 0` (ignored for `"categorical"`). Default 1.0.
+        offset: the data-set position of the batch's first example, an int ≥ 0 (or an integer
+            scalar array, possibly traced); positions are taken modulo `2³²`. Default 0.
 
     Raises:
-        ValueError: `likelihood` not in `LIKELIHOODS`, `num_samples < 1`, `variance ≤ 0`.
-        TypeError: `key` not a PRNG key.
+        ValueError: `likelihood` not in `LIKELIHOODS`, `num_samples < 1`, `variance ≤ 0`,
+            `offset < 0`, outputs without a leading (batch) axis.
+        TypeError: `key` not a PRNG key, `offset` not an integer.
     """
     owner = "sample_targets"
     if not isinstance(likelihood, str) or likelihood not in LIKELIHOODS:
         raise ValueError(f"{owner}: likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
     check_int(owner, "num_samples", num_samples, low=1)
     check_real(owner, "variance", variance, low=0.0, low_inclusive=False)
+    check_int(owner, "offset", offset, low=0)
     key = check_key(owner, key)
-    outputs = jax.lax.stop_gradient(outputs)
-    if likelihood == "categorical":
-        return jax.random.categorical(key, outputs, axis=-1, shape=(num_samples, *outputs.shape[:-1]))
-    eps = jax.random.normal(key, (num_samples, *outputs.shape), outputs.dtype)
-    return outputs[None] + jnp.sqrt(jnp.asarray(variance, outputs.dtype)) * eps
+    if jnp.ndim(outputs) < 1:
+        raise ValueError(f"{owner}: outputs must have a leading (batch) axis, got shape {jnp.shape(outputs)}")
+    if isinstance(offset, (int, np.integer)):
+        offset = np.uint32(int(offset) % 2**32)
+    return _draw(likelihood, outputs, key, _positions(offset, outputs.shape[0]), num_samples, variance)
 
 
-def _sampled_scores(likelihood: str, outputs: jax.Array, key: jax.Array, num_samples: int, variance: Any) -> jax.Array:
+def _sampled_scores(likelihood: str, outputs: jax.Array, key: jax.Array, positions: jax.Array, num_samples: int,
+                    variance: Any) -> jax.Array:
     """`∇_f [−log p(ŷ_s | f)]` at the sampled targets, shape `(num_samples, *outputs.shape)`."""
-    targets = sample_targets(likelihood, outputs, key, num_samples, variance)
+    targets = _draw(likelihood, outputs, key, positions, num_samples, variance)
     outputs = jax.lax.stop_gradient(outputs)
     if likelihood == "categorical":
         p = jax.nn.softmax(outputs, axis=-1)
@@ -241,7 +274,8 @@ def _sampled_scores(likelihood: str, outputs: jax.Array, key: jax.Array, num_sam
 
 
 def _fisher_batch(model_fn: Callable[..., Any], params: Any, inputs: tuple[Any, ...], likelihood: str,
-                  num_samples: int | None, key: jax.Array | None, variance: Any) -> Matvec:
+                  num_samples: int | None, key: jax.Array | None, variance: Any, positions: Any = None) -> Matvec:
+    """The Fisher of one batch; `positions` are its examples' data-set positions (default `0, 1, …`)."""
     outputs, jvp_fn, vjp_fn = _linear_pair(lambda p: model_fn(p, *inputs), params)
     _check_outputs("fisher_operator", likelihood, outputs)
     count = outputs.shape[0]
@@ -249,7 +283,13 @@ def _fisher_batch(model_fn: Callable[..., Any], params: Any, inputs: tuple[Any, 
         out_hess = _output_hessian(likelihood, outputs, variance)
     else:
         assert key is not None
-        scores = _sampled_scores(likelihood, outputs, key, num_samples, variance)
+        positions = _positions(0, count) if positions is None else positions
+        if jnp.shape(positions) != (count,):
+            raise ValueError(
+                f"fisher_operator: model_fn returned {count} outputs along the batch axis for a batch of "
+                f"{jnp.shape(positions)[0]} examples (the leading length of the batch's first array); they "
+                "must agree for the Monte-Carlo Fisher, which draws each example's targets with its own key")
+        scores = _sampled_scores(likelihood, outputs, key, positions, num_samples, variance)
         axes = tuple(range(2, scores.ndim))
 
         def out_hess(u: jax.Array) -> jax.Array:
@@ -264,12 +304,14 @@ def _fisher_batch(model_fn: Callable[..., Any], params: Any, inputs: tuple[Any, 
 
 
 class FisherProduct:
-    """The per-batch Fisher product `((params, key, variance), v, *inputs) ↦ Jᵀ H J v / b`.
+    """The per-batch Fisher product `((params, key, variance), v, positions, *inputs) ↦ Jᵀ H J v / b`.
 
-    Exact (`num_samples=None`) or Monte-Carlo with `num_samples` targets per example drawn from
-    `key`. The key and the variance travel with the params as traced operands; instances are
-    equal (and hash alike) when `model_fn`, `likelihood` and `num_samples` are, so the compiled
-    per-batch step of a streaming operator is reused.
+    Exact (`num_samples=None`) or Monte-Carlo with `num_samples` targets per example, example
+    `n` of the batch drawing with `fold_in(key, positions[n])` (`positions`: the `(b,)` uint32
+    data-set positions of the batch's examples, ignored by the exact Fisher). The key and the
+    variance travel with the params as traced operands; instances are equal (and hash alike)
+    when `model_fn`, `likelihood` and `num_samples` are, so the compiled per-batch step of a
+    streaming operator is reused.
     """
 
     __slots__ = ("likelihood", "model_fn", "num_samples")
@@ -282,9 +324,9 @@ class FisherProduct:
     def _key(self) -> tuple[Any, ...]:
         return (self.model_fn, self.likelihood, self.num_samples)
 
-    def __call__(self, operands: Any, v: Any, *inputs: Any) -> Any:
+    def __call__(self, operands: Any, v: Any, positions: Any, *inputs: Any) -> Any:
         params, key, variance = operands
-        op = _fisher_batch(self.model_fn, params, inputs, self.likelihood, self.num_samples, key, variance)
+        op = _fisher_batch(self.model_fn, params, inputs, self.likelihood, self.num_samples, key, variance, positions)
         return op(_cast_like(params, v))
 
     def __hash__(self) -> int:
@@ -338,6 +380,18 @@ def fisher_operator(
     so a product costs the same as for the exact Fisher. The samples are drawn once, when the
     operator is built: every product uses the same `F̂` (a fixed linear map, as Lanczos needs).
 
+    Each example draws its targets with its own key, from its position `n = 0, …, N − 1` in the
+    data (over the batches in the order they come, for `batches=`):
+
+    $$\\hat y_{n,1}, \\dots, \\hat y_{n,S} \\ \\text{drawn with the key}\\ \\mathrm{fold\\_in}(\\mathrm{key},\\ n),$$
+
+    so the `N·S` targets are independent (two equal inputs at different positions get
+    independent targets), and `F̂` does not depend on how the data is cut into batches: one batch
+    of all `N` inputs, a `Batched` data set and a stream of the same inputs in the same order
+    give the same `F̂` (up to floating-point summation order). A stream is read again on every
+    product and must yield the same batches in the same order each time (or `F̂` changes from
+    one product to the next, as the data would).
+
     Signature convention: `model_fn(params, *inputs) -> outputs` with a leading batch axis; a
     batch is `args = inputs` (no targets).
 
@@ -350,10 +404,9 @@ def fisher_operator(
         num_samples: None (default) for the exact Fisher, or an int ≥ 1, the number `S` of
             sampled targets per example for the Monte-Carlo Fisher.
         key: PRNG key for the sampled targets; only with `num_samples` (default None, then
-            `jax.random.PRNGKey(0)`). With `batches=` every batch draws with this key: examples
-            at the same position of different batches share their random numbers, so their
-            samples are dependent, but each is an exact draw from its own predictive
-            distribution and `F̂` stays unbiased.
+            `jax.random.PRNGKey(0)`). Example `n` of the data draws with `fold_in(key, n)` (see
+            above; [`sample_targets`][gradtx.curvature.sample_targets] with `offset=` draws the
+            same targets).
         variance: the variance `σ² > 0` of the Gaussian likelihood (ignored for
             `"categorical"`). Default 1.0.
         batches: instead of `*args`, the inputs as a [`Batched`][gradtx.curvature.Batched] data
@@ -367,7 +420,8 @@ def fisher_operator(
     Raises:
         TypeError: `model_fn` not callable, `key` not a PRNG key.
         ValueError: `likelihood` not in `LIKELIHOODS`, `num_samples < 1`, `variance ≤ 0`, `key`
-            without `num_samples`, outputs without a batch (and class) axis.
+            without `num_samples`, outputs without a batch (and class) axis, or (Monte-Carlo) a
+            batch axis of another length than the batch's (its first array's leading length).
 
     References:
         Amari, *Natural gradient works efficiently in learning*, Neural Computation 10(2), 1998.
@@ -407,8 +461,31 @@ def fisher_operator(
     if args:
         raise ValueError(f"{owner}: give either one batch as positional arguments or batches=..., not both "
                          f"(got {len(args)} positional argument(s) and batches)")
+    # every batch carries its examples' data-set positions as a leading argument (their sampling keys)
     if isinstance(batches, Batched):
-        data = batches
-        return lambda v: data.mean(lambda *b: product(operands, v, *b))
+        data = Batched(jnp.arange(batches.num_examples, dtype=jnp.uint32), *batches.args, batch_size=batches.batch_size)
+        return lambda v: data.mean(lambda positions, *b: product(operands, v, positions, *b))
     # the key and variance ride along with the params (traced), the vectors are shaped like params
-    return StreamingOperator(owner, product, operands, batch_stream(owner, batches), template=params)
+    stream = _numbered(owner, batch_stream(owner, batches))
+    return StreamingOperator(owner, product, operands, stream, template=params)
+
+
+def _numbered(owner: str, stream: Callable[[], Iterator[Any]]) -> Callable[[], Iterator[Any]]:
+    """The stream with each batch `args` replaced by `(positions, *args)`, `positions` the uint32
+    data-set positions of its examples (counted on the host from the batch sizes, from 0 each pass)."""
+
+    def fresh() -> Iterator[Any]:
+        offset = 0
+        for i, batch in enumerate(stream()):
+            args = as_args(batch)
+            try:
+                n = batch_size(args)
+            except ValueError as err:
+                raise ValueError(f"{owner}: batch {i}: {err}") from None
+            item = ((np.arange(offset, offset + n) % 2**32).astype(np.uint32), *args)
+            offset += n
+            del batch, args  # hold no batch while the consumer loads the next one
+            yield item
+            del item
+
+    return fresh
