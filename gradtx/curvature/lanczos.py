@@ -39,7 +39,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from gradtx._validation import check_int
-from gradtx.curvature.data import partition_data, prepare_data, static_callable
+from gradtx.curvature.data import is_stream, partition_data, prepare_data, static_callable
 from gradtx.curvature.operators import bound_hessian_operator, flatten_operator, unraveler
 from gradtx.curvature.residuals import ritz_residuals
 from gradtx.curvature.streaming import is_streaming, krylov_loop, streamed_gradient, streamed_hessian
@@ -429,8 +429,22 @@ def eigsh(
     _check_eig_args(owner, k, which, num_iters, _dimension(owner, params))
     if return_residuals and isinstance(batches, Iterator):  # a one-shot stream is read twice below
         batches = list(batches)
+    if return_residuals and not is_stream(batches):  # one linearization for the Lanczos steps and residuals
+        data, weights = prepare_data(owner, args, batches)
+        arrays, static = partition_data(data)
+        return _hessian_eigsh_residuals(static_callable(owner, "loss", loss), params, arrays, static, weights,
+                                        _default_key(key), min(num_iters, _dimension(owner, params)), k, which)
     _, res = run_hessian_lanczos(owner, loss, params, args, batches, key, num_iters, gradient=False)
     vals, vecs = _ritz_pairs(res, params, k=k, which=which)
     if return_residuals:
         return vals, vecs, hessian_ritz_residuals(owner, loss, params, args, batches, vals, vecs)
     return vals, vecs
+
+
+@functools.partial(jax.jit, static_argnames=("loss", "static", "weights", "num_iters", "k", "which"))
+def _hessian_eigsh_residuals(loss, params, arrays, static, weights, key, num_iters, k, which):
+    """`k` Ritz pairs of the bound loss's Hessian and their residuals: one linearization, one compile."""
+    _, lin = bound_hessian_operator(loss, params, arrays, static, weights)
+    mv, n, dtype, _ = flatten_operator(lin, params)
+    vals, vecs = _ritz_pairs(_lanczos_flat(mv, n, dtype, min(num_iters, n), key, None), params, k=k, which=which)
+    return vals, vecs, ritz_residuals(lin, params, vals, vecs)

@@ -413,30 +413,37 @@ def data_operator(owner: str, product: Callable[..., Any], params: Any, args: tu
     return StreamingOperator(owner, product, params, batch_stream(owner, batches))
 
 
-@functools.partial(jax.jit, static_argnums=(0,))
-def _first_query(query: Callable[..., Any], j: Any, carry: Any) -> Any:
-    """`query(j, carry)`: compiled once per `query` (hashed by identity or `__hash__`) and carry shapes."""
-    return query(j, carry)
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _advance(query: Callable[..., Any], update: Callable[..., Any], j: Any, carry: Any, product: Any) -> Any:
-    """One host-loop step: `carry' = update(j, carry, A x)` and the next vector `query(j + 1, carry')`."""
-    carry = update(j, carry, product)
-    return carry, query(j + 1, carry)
+def _cacheable(*fns: Any) -> bool:
+    """True unless a function is a lambda or defined inside a function: such a closure is not made
+    a static `jit` argument (the compile cache would keep it, and what it captures, alive)."""
+    return not any("<locals>" in getattr(f, "__qualname__", "") or getattr(f, "__name__", "") == "<lambda>"
+                   for f in fns)
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
-def _first_check(cond: Callable[..., Any], j: Any, carry: Any) -> Any:
-    return cond(j, carry)
+def _call(fn: Callable[..., Any], j: Any, carry: Any) -> Any:
+    """`fn(j, carry)` (a first `query` or `cond`), compiled once per `fn` and carry shapes."""
+    return fn(j, carry)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _advance_while(query: Callable[..., Any], update: Callable[..., Any], cond: Callable[..., Any], j: Any, carry: Any,
-                   product: Any) -> Any:
-    """`_advance` followed by the stopping test `cond(j + 1, carry')`: one compiled call per step."""
+def _advance_step(query: Callable[..., Any], update: Callable[..., Any], cond: Callable[..., Any] | None, j: Any,
+                  carry: Any, product: Any) -> Any:
+    """One host-loop step: `carry' = update(j, carry, A x)`, the next vector `query(j + 1, carry')`
+    and, for `krylov_while`, the stopping test `cond(j + 1, carry')`."""
     carry = update(j, carry, product)
-    return carry, query(j + 1, carry), cond(j + 1, carry)
+    return carry, query(j + 1, carry), (None if cond is None else cond(j + 1, carry))
+
+
+_advance = jax.jit(_advance_step, static_argnums=(0, 1, 2))
+
+
+def _host_steps(query: Callable[..., Any], update: Callable[..., Any], cond: Callable[..., Any] | None) -> Any:
+    """`(first, advance)` of a streaming host loop: one module-level compiled call per step, with the
+    functions as static arguments (reused across calls), or for closures `jax.jit` of each function."""
+    if _cacheable(query, update, cond):
+        return _call, functools.partial(_advance, query, update, cond)
+    jitted: list[Any] = [None if f is None else jax.jit(f) for f in (query, update, cond)]
+    return (lambda fn, j, c: jax.jit(fn)(j, c)), functools.partial(_advance_step, *jitted)
 
 
 def krylov_loop(mv: Callable[[Any], Any], query: Callable[[Any, Any], Any], update: Callable[[Any, Any, Any], Any],
@@ -444,12 +451,10 @@ def krylov_loop(mv: Callable[[Any], Any], query: Callable[[Any, Any], Any], upda
     """Run `carry = update(j, carry, mv(query(j, carry)))` for `j = 0 .. num_steps − 1`.
 
     Not streaming: one `lax.fori_loop` (trace it inside the caller's `jax.jit`). Streaming: a
-    host loop around the host-level streaming product `mv`, in which each step (`update`, then
-    the next `query`) is one call of a module-level `jax.jit` function that takes `query` and
-    `update` as static arguments and `j` as an int32 array. The compiled step is therefore
-    cached on (`query`, `update`, the carry's shapes and dtypes) and reused by every later call:
-    pass module-level functions (or equal, hashable callables), not fresh closures, to compile
-    nothing on a second call with the same shapes.
+    host loop around `mv`; each step (`update`, then the next `query`) is one call of a
+    module-level jitted function with `query`, `update` static and `j` an int32 array, compiled
+    once per (`query`, `update`, carry shapes) and reused by later calls. Pass module-level
+    functions or hashable callables: a lambda or nested function is jitted for this call only.
 
     Args:
         mv: linear map on the vectors `query` returns (usually flat, see `flatten_operator`).
@@ -466,9 +471,10 @@ def krylov_loop(mv: Callable[[Any], Any], query: Callable[[Any, Any], Any], upda
         return lax.fori_loop(0, num_steps, lambda j, c: update(j, c, mv(query(j, c))), carry)
     if num_steps <= 0:
         return carry
-    x = _first_query(query, np.int32(0), carry)
+    first, advance = _host_steps(query, update, None)
+    x = first(query, np.int32(0), carry)
     for j in range(num_steps):
-        carry, x = _advance(query, update, np.int32(j), carry, mv(x))
+        carry, x, _ = advance(np.int32(j), carry, mv(x))
     return carry
 
 
@@ -478,9 +484,9 @@ def krylov_while(mv: Callable[[Any], Any], query: Callable[[Any, Any], Any], upd
     `j < max_steps` and `cond(j, carry)` is true (checked before each step).
 
     Not streaming: one `lax.while_loop`. Streaming: a host loop of one compiled call per step
-    (`update`, the next `query` and the next `cond`, read back as a Python bool before the next
-    step), cached on (`query`, `update`, `cond`, the carry's shapes) as in `krylov_loop`. Keep a
-    step counter in `carry` if you need it.
+    (`update`, the next `query` and the next `cond`, read back as a Python bool), cached on
+    (`query`, `update`, `cond`, carry shapes) as in `krylov_loop`. Keep a step counter in
+    `carry` if you need it.
 
     Returns:
         The final carry.
@@ -495,12 +501,12 @@ def krylov_while(mv: Callable[[Any], Any], query: Callable[[Any, Any], Any], upd
             return j + 1, update(j, c, mv(query(j, c)))
 
         return lax.while_loop(keep_going, body, (jnp.int32(0), carry))[1]
-    if max_steps <= 0 or not bool(_first_check(cond, np.int32(0), carry)):
+    first, advance = _host_steps(query, update, cond)
+    if max_steps <= 0 or not bool(first(cond, np.int32(0), carry)):
         return carry
-    x = _first_query(query, np.int32(0), carry)
-    j = 0
-    while True:
-        carry, x, going = _advance_while(query, update, cond, np.int32(j), carry, mv(x))
-        j += 1
-        if j >= max_steps or not bool(going):
-            return carry
+    x = first(query, np.int32(0), carry)
+    for j in range(max_steps):
+        carry, x, going = advance(np.int32(j), carry, mv(x))
+        if not bool(going):
+            break
+    return carry
