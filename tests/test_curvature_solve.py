@@ -16,6 +16,7 @@ from _curvature_problems import mlp_apply, mlp_data, mlp_params, mse
 from jax.flatten_util import ravel_pytree
 
 from gradtx.curvature import Batched, SolveReport, data_operator, inverse_hvp, is_streaming, solve
+from gradtx.curvature.solve import _solve_flat
 from gradtx.curvature.streaming import HessianProduct
 
 N = 24  # split as a (4,) leaf and a (4, 5) leaf
@@ -129,6 +130,22 @@ def test_cg_stops_on_negative_curvature_with_hand_computed_iterates():
     x, report = solve(lambda v: d * v, b, method="minres", tol=1e-12)
     np.testing.assert_allclose(np.asarray(x), [0.5, 1.0, -1.0], rtol=1e-12)
     assert bool(report.converged) and not bool(report.negative_curvature)
+    # the core's truncated-Newton options (Newton-CG): a later exit still returns the iterate,
+    # with the recursive residual r1 = (-2, -0.5, 2.5) ...
+    core = functools.partial(_solve_flat, x0=None, damping=0.0, tol=1e-6, method="cg", max_iters=10,
+                             steepest_descent_start=True)
+    x, report = core(lambda v: d * v, b, recompute_residual=False)
+    np.testing.assert_allclose(np.asarray(x), [1.5, 1.5, 1.5], rtol=1e-12)
+    np.testing.assert_allclose(float(report.residual_norm), np.sqrt(10.5), rtol=1e-12)
+    # ... a first-iteration exit returns b (steepest descent), reporting ‖r0‖ = ‖b‖ = √2 or,
+    # recomputed, ‖b − A b‖ = ‖(0, 2)‖ = 2
+    for recompute, residual in ((False, np.sqrt(2.0)), (True, 2.0)):
+        x, report = core(lambda v: jnp.array([1.0, -1.0]) * v, jnp.ones(2), recompute_residual=recompute)
+        np.testing.assert_array_equal(np.asarray(x), [1.0, 1.0])
+        assert bool(report.negative_curvature) and int(report.iterations) == 1
+        np.testing.assert_allclose(float(report.residual_norm), residual, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"_solve_flat: .* CG options, got 'minres'"):
+        core(lambda v: d * v, b, method="minres")
 
 
 def test_cg_on_the_indefinite_matrix_reports_negative_curvature():

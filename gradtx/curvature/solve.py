@@ -167,8 +167,25 @@ def _minres_init(lam: jax.Array, threshold: jax.Array, x0: jax.Array, r0: jax.Ar
 
 
 def _solve_flat(mv: Callable[[jax.Array], jax.Array], b: jax.Array, x0: jax.Array | None, damping: Any,
-                tol: Any, method: str, max_iters: int, streaming: bool = False) -> tuple[jax.Array, SolveReport]:
-    """Solve `(A + damping I) x = b` on flat vectors; `mv` applies `A`."""
+                tol: Any, method: str, max_iters: int, streaming: bool = False, *,
+                steepest_descent_start: bool = False,
+                recompute_residual: bool = True) -> tuple[jax.Array, SolveReport]:
+    """Solve `(A + damping I) x = b` on flat vectors; `mv` applies `A`.
+
+    The Krylov core of `solve`, `inverse_hvp` and Newton-CG
+    ([`scale_by_newton_cg`][gradtx.second_order.scale_by_newton_cg]). Two options, CG only,
+    give the truncated-Newton rule of Nocedal & Wright's Algorithm 7.1 (defaults: `solve`'s):
+
+    * `steepest_descent_start`: when CG meets non-positive curvature at its first iteration,
+      return the initial residual `r0 = b - B x0` (the steepest-descent direction of the model
+      `½ xᵀBx - bᵀx` at `x0`; `b` itself for `x0 = 0`) instead of `x0`. A later exit returns
+      the last iterate either way.
+    * `recompute_residual=False`: report the recursively updated residual of the last CG
+      iterate (so `‖r0‖` after a first-iteration exit, whatever is returned) and skip the
+      extra product; `converged` is then decided on it.
+    """
+    if method != "cg" and (steepest_descent_start or not recompute_residual):
+        raise ValueError(f"_solve_flat: steepest_descent_start and recompute_residual are CG options, got {method!r}")
     dtype = b.dtype
     lam = jnp.asarray(damping, dtype)
     b_norm = jnp.linalg.norm(b)
@@ -182,7 +199,12 @@ def _solve_flat(mv: Callable[[jax.Array], jax.Array], b: jax.Array, x0: jax.Arra
     init, update = (_cg_init, _cg_update) if method == "cg" else (_minres_init, _minres_update)
     carry = krylov_while(mv, _query, update, _running, init(lam, threshold, x0, r0), max_iters, streaming=streaming)
     x, iters, status = carry[2], carry[-2], carry[-1]
-    residual = jnp.linalg.norm(b - (mv(x) + lam * x))
+    if steepest_descent_start:
+        x = jnp.where((status == _NEGATIVE_CURVATURE) & (iters == 1), r0, x)
+    if recompute_residual:
+        residual = jnp.linalg.norm(b - (mv(x) + lam * x))
+    else:
+        residual = jnp.linalg.norm(carry[3])  # CG's recursive residual r
     relative = jnp.where(b_norm > 0, residual / jnp.where(b_norm > 0, b_norm, 1), 0)
     report = SolveReport(
         residual_norm=residual,

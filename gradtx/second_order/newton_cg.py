@@ -4,7 +4,9 @@ The Newton direction $d = (H + \lambda I)^{-1} g$ is computed approximately by r
 conjugate-gradient method on Hessian-vector products of the objective, without ever forming the
 Hessian. CG stops when the relative residual is small, after `cg_iters` products, or as soon as
 it meets a direction of non-positive curvature (then it returns the last iterate, which is
-still a descent direction, or the gradient itself on the first iteration).
+still a descent direction, or the gradient itself on the first iteration). The iteration is the
+CG core of [`solve`][gradtx.curvature.solve], run with that first-iteration exit and with the
+recursively updated residual reported (no extra product).
 
 References:
     Nocedal & Wright, *Numerical Optimization*, 2nd ed., Springer 2006, §7.1 (Algorithm 7.1,
@@ -19,21 +21,18 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from gradtx import _validation as _v
 from gradtx.base import GradientTransformation, ScalarOrSchedule, chain, describe
 from gradtx.curvature import flatten_operator, hessian_operator
+from gradtx.curvature.solve import _solve_flat
 from gradtx.numerics import safe_increment
 from gradtx.transforms import scale_by_learning_rate
 
 __all__ = ["NewtonCGState", "newton_cg", "scale_by_newton_cg"]
 
 _INT32_MAX = jnp.iinfo(jnp.int32).max
-
-# termination reasons recorded in the state
-_RUNNING, _CONVERGED, _NEGATIVE_CURVATURE, _MAX_ITERS = 0, 1, 2, 3
 
 
 class NewtonCGState(NamedTuple):
@@ -56,50 +55,6 @@ class NewtonCGState(NamedTuple):
     total_hvps: jax.Array
     negative_curvature: jax.Array
     relative_residual: jax.Array
-
-
-def _truncated_cg(
-    matvec: Callable[[jax.Array], jax.Array], g: jax.Array, max_iters: int, tol: Any
-) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """Approximately solve `B d = g` by CG, stopping on non-positive curvature.
-
-    Returns `(d, iterations, status, residual_norm)` with `status` one of the `_CONVERGED`,
-    `_NEGATIVE_CURVATURE`, `_MAX_ITERS` codes. `d` is the last iterate; on non-positive curvature
-    at the first iteration it is `g` itself. `residual_norm` is `‖g − B z‖` of the last CG
-    iterate `z` (`‖g‖` when `g` is returned).
-    """
-    dtype = g.dtype
-    g_norm = jnp.linalg.norm(g)
-    threshold = jnp.asarray(tol, dtype) * g_norm
-    zero = jnp.zeros((), dtype)
-    rs0 = jnp.vdot(g, g)
-    # iterate z, residual r = g - B z, search direction p, |r|^2, iteration, status, first-step flag
-    status0 = jnp.where(g_norm <= threshold, _CONVERGED, _RUNNING).astype(jnp.int32)
-    carry0 = (jnp.zeros_like(g), g, g, rs0, jnp.zeros((), jnp.int32), status0)
-
-    def cond(carry):
-        *_, j, status = carry
-        return (status == _RUNNING) & (j < max_iters)
-
-    def body(carry):
-        z, r, p, rs, j, _ = carry
-        bp = matvec(p)
-        curvature = jnp.vdot(p, bp)
-        negative = ~(curvature > zero)  # also catches NaN curvature
-        alpha = rs / jnp.where(negative, 1, curvature)
-        z_new = jnp.where(negative, z, z + alpha * p)
-        r_new = jnp.where(negative, r, r - alpha * bp)
-        rs_new = jnp.vdot(r_new, r_new)
-        converged = jnp.sqrt(rs_new) <= threshold
-        beta = rs_new / jnp.where(rs > 0, rs, 1)
-        p_new = r_new + beta * p
-        status = jnp.where(negative, _NEGATIVE_CURVATURE, jnp.where(converged, _CONVERGED, _RUNNING))
-        return z_new, r_new, p_new, rs_new, j + 1, status.astype(jnp.int32)
-
-    z, r, _, _, iterations, status = lax.while_loop(cond, body, carry0)
-    status = jnp.where(status == _RUNNING, _MAX_ITERS, status)
-    first_negative = (status == _NEGATIVE_CURVATURE) & (iterations == 1)
-    return jnp.where(first_negative, g, z), iterations, status, jnp.linalg.norm(r)
 
 
 def _check_common(owner: str, cg_iters: Any, damping: Any, tol: Any) -> None:
@@ -178,22 +133,18 @@ def scale_by_newton_cg(cg_iters: int = 50, damping: float = 0.0, tol: float = 1e
         mv, _, dtype, unravel = flatten_operator(hessian_operator(value_fn, params), params)
         g, _ = ravel_pytree(updates)
         g = g.astype(dtype)
-        lam = jnp.asarray(damping, dtype)
-
-        def damped(x):
-            return mv(x) + lam * x
-
-        d, iterations, status, residual = _truncated_cg(damped, g, cg_iters, tol)
-        g_norm = jnp.linalg.norm(g)
-        rel = jnp.where(g_norm > 0, residual / jnp.where(g_norm > 0, g_norm, 1), 0)
+        # the CG core of `solve`, with the truncated-Newton exit and the recursive residual
+        d, report = _solve_flat(mv, g, None, damping, tol, "cg", cg_iters,
+                                steepest_descent_start=True, recompute_residual=False)
+        iterations = report.iterations
         new_updates = jax.tree.map(lambda u, x: x.astype(jnp.result_type(u)), updates, unravel(d))
         total = jnp.where(state.total_hvps > _INT32_MAX - iterations, _INT32_MAX, state.total_hvps + iterations)
         new_state = NewtonCGState(
             count=safe_increment(state.count),
             cg_iterations=iterations,
             total_hvps=total.astype(jnp.int32),
-            negative_curvature=status == _NEGATIVE_CURVATURE,
-            relative_residual=rel.astype(jnp.float32),
+            negative_curvature=report.negative_curvature,
+            relative_residual=report.relative_residual.astype(jnp.float32),
         )
         return new_updates, new_state
 
