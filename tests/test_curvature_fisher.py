@@ -140,40 +140,51 @@ def test_exact_fisher_matches_dense_ggn(x64_problem, likelihood):
 @pytest.mark.parametrize("likelihood", ["categorical", "gaussian"])
 def test_monte_carlo_fisher(x64_problem, likelihood):
     params, x, _, variance, fisher = x64_problem
-    exact = fisher[likelihood]
-    samples, key = 3, jax.random.PRNGKey(7)
+    exact = fisher[likelihood]  # also the Fisher of the inputs (x, x): a mean over examples
     many, num_keys = 64, 16
     nll = categorical_nll if likelihood == "categorical" else functools.partial(gaussian_nll, variance=variance)
 
-    def mc_operator(params, x, key, num_samples):
-        return fisher_operator(model, params, x, likelihood=likelihood, num_samples=num_samples, key=key,
-                               variance=variance)
+    def mc_operator(params, key, num_samples, *inputs, batches=None):
+        return fisher_operator(model, params, *inputs, likelihood=likelihood, num_samples=num_samples, key=key,
+                               variance=variance, batches=batches)
 
     with jax.enable_x64(True):
 
         @jax.jit
-        def run(params, x, key, keys):
+        def run(params, x, keys):
             flat0, unravel = ravel_pytree(params)
-            targets = sample_targets(likelihood, model(params, x), key, samples, variance)  # (S, P[, C])
+            targets = sample_targets(likelihood, model(params, x), keys[0], many, variance)  # (S, P[, C])
+            twice = jnp.concatenate([x, x])
+            both = sample_targets(likelihood, model(params, twice), keys[0], many, variance)
+            tail = sample_targets(likelihood, model(params, x), keys[0], many, variance, offset=POINTS)
 
             def sampled_losses(z):  # (S, P) losses −log p(ŷ_sn | f_n(θ))
                 out = model(unravel(z), x)
                 return jax.vmap(lambda t: jax.vmap(nll)(out, t))(targets)
 
-            g = jax.jacobian(sampled_losses)(flat0).reshape(samples * POINTS, -1)
-            est = jax.vmap(lambda k: _dense(mc_operator(params, x, k, many), params))(keys)
-            return targets, g, _dense(mc_operator(params, x, key, samples), params), est
+            g = jax.jacobian(sampled_losses)(flat0).reshape(many * POINTS, -1)
+            est = jax.vmap(lambda k: _dense(mc_operator(params, k, many, x), params))(keys)
+            # the estimate of one batch of the inputs (x, x), for the stream below
+            whole = _dense(mc_operator(params, keys[0], many, twice), params) if likelihood == "categorical" else 0
+            return targets, both, tail, g, est, whole
 
         keys = jax.random.split(jax.random.PRNGKey(3), num_keys)
-        targets, g, got, est = map(np.asarray, run(params, x, key, keys))
+        targets, both, tail, g, est, whole = map(np.asarray, run(params, x, keys))
+        if likelihood == "categorical":  # the streamed path is the same for both likelihoods
+            # two identical batches streamed (one compiled step, the key travelling with the params)
+            streamed = np.stack([_dense_streamed(mc_operator(params, k, many, batches=[x, x]), params) for k in keys])
     # the definition: the empirical Fisher of the gradients at S sampled targets per example
-    expected = g.T @ g / (samples * POINTS)
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-8 * np.abs(expected).max())
+    expected = g.T @ g / (many * POINTS)
+    np.testing.assert_allclose(est[0], expected, rtol=0, atol=1e-8 * np.abs(expected).max())
     if likelihood == "categorical":
-        assert targets.shape == (samples, POINTS)
+        assert targets.shape == (many, POINTS)
         assert np.all((targets >= 0) & (targets < CLASSES))
     else:
-        assert targets.shape == (samples, POINTS, CLASSES)
+        assert targets.shape == (many, POINTS, CLASSES)
+    # example n draws with fold_in(key, n): its targets depend on its position, not on the batch it is in
+    np.testing.assert_allclose(both[:, :POINTS], targets, rtol=1e-12, atol=1e-12)  # (Gaussian: means of 12 vs 6)
+    np.testing.assert_allclose(both[:, POINTS:], tail, rtol=1e-12, atol=1e-12)
+    assert not np.array_equal(tail, targets)
     dev = np.linalg.norm(est - exact, axis=(1, 2))
     # converges: S = 64 samples per example are within 25 % of F (Frobenius) for every key
     assert np.max(dev) < 0.25 * np.linalg.norm(exact), dev / np.linalg.norm(exact)
@@ -181,45 +192,18 @@ def test_monte_carlo_fisher(x64_problem, likelihood):
     # without −ppᵀ, or a wrong 1/S) is off by O(‖F‖), many standard errors
     err_mean = np.linalg.norm(est.mean(axis=0) - exact)
     assert err_mean < 4 * np.sqrt(np.mean(dev**2) / num_keys), (err_mean, np.sqrt(np.mean(dev**2)))
-
-
-def test_monte_carlo_fisher_streamed_batches_sample_independently(x64_problem):
-    params, x, _, _, fisher = x64_problem
-    exact = fisher["categorical"]  # also the Fisher of the inputs (x, x): a mean over examples
-    num_keys = 16
-    keys = jax.random.split(jax.random.PRNGKey(3), num_keys)
-    twice = jnp.concatenate([x, x])
-    with jax.enable_x64(True):
-
-        @jax.jit
-        def one_batch(keys):
-            def estimates(k):  # S = 1 target per example
-                return (_dense(fisher_operator(model, params, x, num_samples=1, key=k), params),
-                        _dense(fisher_operator(model, params, twice, num_samples=1, key=k), params))
-
-            logits = model(params, twice)
-            targets = sample_targets("categorical", logits, keys[0], 3)
-            tail = sample_targets("categorical", logits[POINTS:], keys[0], 3, offset=POINTS)
-            return *jax.vmap(estimates)(keys), targets, tail
-
-        once, whole, targets, tail = map(np.asarray, one_batch(keys))
-        # two identical batches streamed, the key travelling with the params (one compiled step)
-        streamed = np.stack([_dense_streamed(fisher_operator(model, params, num_samples=1, key=k, batches=[x, x]),
-                                             params) for k in keys])
-    # example n draws with fold_in(key, n), n counted over the stream: the estimate of one batch of the 12 inputs
-    np.testing.assert_allclose(streamed, whole, rtol=0, atol=1e-12 * np.abs(exact).max())
-    np.testing.assert_array_equal(tail, targets[:, POINTS:])
-    # the second copy draws its own targets, not the first copy's (what one key per batch gave): ...
-    assert not np.allclose(streamed[0], once[0])
-    # ... independent of them, so the squared error of the mean of two copies is half that of one copy
-    # (E‖F̂ − F‖² = ½ E‖F̂_once − F‖²; shared targets give a ratio of 1)
-    dev_streamed = np.linalg.norm(streamed - exact, axis=(1, 2))
-    dev_once = np.linalg.norm(once - exact, axis=(1, 2))
-    ratio = np.mean(dev_streamed**2) / np.mean(dev_once**2)
-    assert 0.3 < ratio < 0.75, ratio
-    # still unbiased: the mean over the keys is within 4 standard errors of F
-    err_mean = np.linalg.norm(streamed.mean(axis=0) - exact)
-    assert err_mean < 4 * np.sqrt(np.mean(dev_streamed**2) / num_keys), err_mean
+    if likelihood == "categorical":
+        # the stream numbers its examples 0 … 11: the estimate of one batch of the 12 inputs
+        np.testing.assert_allclose(streamed[0], whole, rtol=0, atol=1e-12 * np.abs(exact).max())
+        # the second copy's targets are independent of the first's (one key per batch drew the same ones,
+        # and the stream gave F̂(x) again): the mean of two independent copies halves the squared error,
+        # E‖F̂(x, x) − F‖² = ½ E‖F̂(x) − F‖², and its mean over the keys stays within 4 standard errors of F
+        assert not np.allclose(streamed[0], est[0])
+        dev_streamed = np.linalg.norm(streamed - exact, axis=(1, 2))
+        ratio = np.mean(dev_streamed**2) / np.mean(dev**2)
+        assert 0.3 < ratio < 0.75, ratio
+        err_streamed = np.linalg.norm(streamed.mean(axis=0) - exact)
+        assert err_streamed < 4 * np.sqrt(np.mean(dev_streamed**2) / num_keys), err_streamed
 
 
 def test_estimators_accept_fisher_operators(x64_problem):
