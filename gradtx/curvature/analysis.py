@@ -186,6 +186,7 @@ class ConditionNumberReport(NamedTuple):
         return theta_min / theta_max, (lower / upper if upper < 0 else float("inf"))
 
 
+@jax.jit
 def _condition_from_extremes(lam_min: jax.Array, lam_max: jax.Array, eig_tol: Any,
                              residuals: Any = (0.0, 0.0), margins: Any = (0.0, 0.0)) -> ConditionNumberReport:
     tol = _zero_tolerance(lam_min, lam_max, eig_tol)

@@ -344,13 +344,12 @@ def classify_critical_point(
     _dimension(owner, params)
     grad, res, (lam_min, _, lam_max, _), residuals = bracket_extremes(owner, loss, params, args, batches, key,
                                                                      num_iters)
-    d_min, d_max = extreme_margins(lam_min, lam_max, residuals, res.basis.shape[0], res.basis.shape[1], confidence)
-    margins = jnp.stack([jnp.asarray(d_min, lam_min.dtype), jnp.asarray(d_max, lam_min.dtype)])
-    (code, grad_norm, lam_min, lam_max, escape, has_escape), curvature, tol = _classify_numbers(
+    margins = extreme_margins(lam_min, lam_max, residuals, res.basis.shape[0], res.basis.shape[1], confidence)
+    (code, grad_norm, lam_min, lam_max, escape, has_escape), curvature, tol, (lower, upper) = _classify_numbers(
         grad, res.alpha, res.beta, res.basis, grad_tol, eig_tol, margins)
     direction = None
     if bool(has_escape):
-        direction = unraveler(params)(escape)
+        direction = _unravel_flat(params, escape)
     return CriticalPointReport(
         kind=CRITICAL_POINT_KINDS[int(code)],
         grad_norm=float(grad_norm),
@@ -359,8 +358,8 @@ def classify_critical_point(
         escape_direction=direction,
         min_residual=float(residuals[0]),
         max_residual=float(residuals[1]),
-        min_lower=float(lam_min - margins[0]),
-        max_upper=float(lam_max + margins[1]),
+        min_lower=float(lower),
+        max_upper=float(upper),
         curvature_kind=CRITICAL_POINT_KINDS[int(curvature)],
         grad_tol=float(grad_tol),
         zero_tol=float(tol),
@@ -369,8 +368,15 @@ def classify_critical_point(
 
 @jax.jit
 def _classify_numbers(grad: Any, alpha: jax.Array, beta: jax.Array, basis: jax.Array, grad_tol: Any, eig_tol: Any,
-                      margins: jax.Array) -> tuple[Any, jax.Array, jax.Array]:
-    """`critical_point_core`'s outputs, the gradient-free curvature code and the zero tolerance."""
+                      margins: Any) -> tuple[Any, jax.Array, jax.Array, tuple[jax.Array, jax.Array]]:
+    """`critical_point_core`'s outputs, the gradient-free curvature code, the zero tolerance and the
+    interval ends `(θ_min − d_min, θ_max + d_max)`: one compiled call for the report's numbers."""
+    margins = jnp.stack([jnp.asarray(margins[0], basis.dtype), jnp.asarray(margins[1], basis.dtype)])
     out = critical_point_core(grad, alpha, beta, basis, grad_tol, eig_tol, margins)
     curvature = critical_point_core(grad, alpha, beta, basis, jnp.inf, eig_tol, margins)[0]
-    return out, curvature, _zero_tolerance(out[2], out[3], eig_tol)
+    return out, curvature, _zero_tolerance(out[2], out[3], eig_tol), (out[2] - margins[0], out[3] + margins[1])
+
+
+@jax.jit
+def _unravel_flat(params: Any, x: jax.Array) -> Any:
+    return unraveler(params)(x)
