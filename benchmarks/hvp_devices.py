@@ -157,8 +157,9 @@ def run_two_processes(args: argparse.Namespace) -> dict[str, Any]:
     import multiprocess_train as launcher
 
     os.environ["PYTHONPATH"] = _env_with_devices(2)["PYTHONPATH"]
-    launcher.__file__ = str(Path(__file__).resolve())  # `launch` starts copies of this script as its workers
-    outputs = launcher.launch(2, _case_args(args), devices_per_process=2, timeout=args.timeout)
+    # `launch` starts copies of this script as its workers
+    outputs = launcher.launch(2, _case_args(args), script=Path(__file__).resolve(), devices_per_process=2,
+                              timeout=args.timeout)
     results = [_parse_result(out) for out in outputs]
     if len({r["hvp_norm"] for r in results}) != 1:
         raise RuntimeError(f"hvp_devices: the 2 processes computed different products: {results}")

@@ -209,12 +209,10 @@ def test_classify_critical_point_on_sharded_data(placements, estimates, dense_he
 @pytest.mark.skipif(
     test_multiprocess is None, reason="tests/test_multiprocess.py needs orbax and scikit-learn"
 )
-def test_two_processes_compute_the_one_process_eigenvalue_and_trace(mp, monkeypatch):
+def test_two_processes_compute_the_one_process_eigenvalue_and_trace(mp):
     """2 processes × 2 devices, each holding half of the global batch, against this process on one device."""
     worker = importlib.import_module("_multiprocess_curvature")
-    # `launch` starts copies of the module it lives in; point it at the curvature worker
-    monkeypatch.setattr(mp, "__file__", str(WORKER))
-    outputs = mp.launch(2, [], devices_per_process=2, timeout=120.0)
+    outputs = mp.launch(2, [], script=WORKER, devices_per_process=2, timeout=120.0)
     params, x, y = worker.problem()
     want = [float(v) for v in worker.estimates(params, x, y)]  # eagerly, as the workers call it
     for i, out in enumerate(outputs):
