@@ -1,7 +1,7 @@
 """Shared machinery of the bit-for-bit optax comparison (`tests/test_optax_bitwise.py`).
 
 A row `Row(name, ours, theirs, grads)` builds one transformation in gradtx and in optax; `run`
-drives it for `STEPS` jitted steps on a 6-leaf tree (two leaves of each shape, nested in a dict
+drives both for `STEPS` jitted steps on a 6-leaf tree (two leaves of each shape, nested in a dict
 and a list), and `assert_same` compares two
 trees bit for bit (paths, structure, dtypes, shapes and every bit). Families keep their rows in
 `tests/_rows_<family>.py` (a list `ROWS`), which `test_optax_bitwise.py` gathers.
@@ -69,31 +69,34 @@ def labels(p):
 
 # every schedule, as (name, builder taking the library module)
 
-def run(lib, tx, grads):
-    """Initial state and the stacked `(params, updates, state)` of every step.
+def run(pair, grads):
+    """Initial states and the stacked `(params, updates, state)` of every step, for both sides.
 
-    One 6-leaf tree: each leaf costs compile time (two compiles per row, ~250 rows), and six
-    leaves already exercise every shape (twice), nesting and a multi-leaf reduction order.
+    `pair` is `((gradtx, tx_ours), (optax, tx_theirs))`: one jitted step advances both trajectories
+    (one compile per row instead of two; the two sides share no input but the step number, so each
+    is computed as it would be alone). One 6-leaf tree: each leaf costs compile time (~250 rows),
+    and six leaves already exercise every shape (twice), nesting and a multi-leaf reduction order.
     """
-    trees = (tree(6, seed=1),)
-    states = tuple(tx.init(p) for p in trees)
+    params = tree(6, seed=1)
+    inits = tuple(tx.init(params) for _, tx in pair)
 
     @jax.jit
     def step(carry, i):
         out = []
-        for params, state in carry:
+        for (lib, tx), (params, state) in zip(pair, carry, strict=True):
             updates, state = tx.update(grads(params, i), state, params)
             out.append((lib.apply_updates(params, updates), state, updates))
         return tuple(out)
 
-    carry = tuple(zip(trees, states, strict=True))
+    carry = tuple((params, state) for state in inits)
     history = []
     for i in range(STEPS):
         result = step(carry, jnp.float32(i))
         carry = tuple((p, s) for p, s, _ in result)
         history.append(result)
-    # one host array per leaf, steps stacked along a new first axis
-    return states, jax.tree.map(lambda *xs: np.stack([host(x) for x in xs]), *history)
+    # per side: one host array per leaf, steps stacked along a new first axis
+    stacked = jax.tree.map(lambda *xs: np.stack([host(x) for x in xs]), *history)
+    return tuple(zip(inits, stacked, strict=True))
 
 
 def host(x):
