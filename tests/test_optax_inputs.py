@@ -169,6 +169,19 @@ def _update(name, tx):
     return lambda grads, state, params: tx.update(grads, state, params, **extra(grads, params))
 
 
+_JITTED = {}
+
+
+def _jitted(name, module):
+    """`(tx, jax.jit(update))`, one per (name, library) for the whole file: the tests that feed it
+    inputs of the same shapes and dtypes (other values) reuse its compiled step."""
+    key = (name, module.__name__)
+    if key not in _JITTED:
+        tx = _make(name, module)
+        _JITTED[key] = (tx, jax.jit(_update(name, tx)))
+    return _JITTED[key]
+
+
 def _run(tx, grads, params, update, steps=2):
     state = tx.init(params)
     outs = []
@@ -191,18 +204,18 @@ def _reference(name, grads, params, steps=2):
 
 def _compute_reference(name, grads, params, steps):
     if name in NOT_IN_OPTAX or (name in NOT_IN_OPTAX_FOR_A_LONE_FLOAT and isinstance(params, float)):
-        tx = _make(name, gradtx)
+        tx, update = _jitted(name, gradtx)
         grads, params = jax.tree.map(jnp.asarray, (grads, params))
     else:
-        tx = _make(name, optax)
-    return _run(tx, grads, params, jax.jit(_update(name, tx)), steps)[0]
+        tx, update = _jitted(name, optax)
+    return _run(tx, grads, params, update, steps)[0]
 
 
 # --------------------------------------------------------------------------------------------
 # 1. Python scalars as leaves
 # --------------------------------------------------------------------------------------------
 
-# the class tests below run these eagerly too; the later entries under jit only, to keep the
+# the tests below run these eagerly too; the later entries under jit only, to keep the
 # file's runtime (their eager path is checked by test_python_float_params_leaf_alone)
 EAGER_TOO = {
     "adam", "adamw", "nadam", "nadamw", "amsgrad", "adamax", "lion", "lamb", "sgd", "sgd_momentum", "adagrad",
@@ -212,31 +225,28 @@ EAGER_TOO = {
     "scale_by_sign", "scale_by_stddev", "scale_by_trust_ratio", "trace", "zero_nans",
 }
 JIT_ONLY = set(ALL) - EAGER_TOO
+# (name, jit): every entry jitted, the EAGER_TOO ones eagerly as well
+VARIANTS = [(name, jit) for name in sorted(ALL) for jit in (True, False) if jit or name in EAGER_TOO]
+_VARIANT_IDS = [f"{name}-{'jit' if jit else 'eager'}" for name, jit in VARIANTS]
+
+
+def _gradtx_update(name, jit):
+    """gradtx's `(tx, update)`: the shared jitted step, or the plain `update` run eagerly."""
+    tx, jitted = _jitted(name, gradtx)
+    return tx, jitted if jit else _update(name, tx)
+
 SCALAR_PARAMS = {"w": 1.5, "b": jnp.array([0.5, -1.0, 2.0])}
 SCALAR_GRADS = {"w": 0.25, "b": jnp.array([0.1, -0.3, 0.2])}
 
 
-def _python_float_leaves_give_optax_numbers(name, variant):
-    tx = _make(name, gradtx)
-    outs, _ = _run(tx, SCALAR_GRADS, SCALAR_PARAMS, variant(_update(name, tx)))
+@pytest.mark.parametrize(("name", "jit"), VARIANTS, ids=_VARIANT_IDS)
+def test_python_float_leaves_give_optax_numbers(name, jit):
+    tx, update = _gradtx_update(name, jit)
+    outs, _ = _run(tx, SCALAR_GRADS, SCALAR_PARAMS, update)
     for ours, ref in zip(outs, _reference(name, SCALAR_GRADS, SCALAR_PARAMS), strict=True):
         assert isinstance(ours["w"], jax.Array) and ours["w"].shape == ()
         assert ours["w"].dtype == jnp.float32
         chex.assert_trees_all_close(ours, ref, rtol=RTOL, atol=ATOL)
-
-
-class PythonScalarLeaves(chex.TestCase):
-    @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.named_parameters(*[(name, name) for name in sorted(EAGER_TOO)])
-    def test_python_float_leaves_give_optax_numbers(self, name):
-        _python_float_leaves_give_optax_numbers(name, self.variant)
-
-
-class PythonScalarLeavesJitOnly(chex.TestCase):
-    @chex.variants(with_jit=True)
-    @parameterized.named_parameters(*[(name, name) for name in sorted(JIT_ONLY)])
-    def test_python_float_leaves_give_optax_numbers(self, name):
-        _python_float_leaves_give_optax_numbers(name, self.variant)
 
 
 @pytest.mark.parametrize("name", sorted(ALL))
@@ -314,17 +324,29 @@ def _complex_grads(i):
     }
 
 
+_COMPLEX_REFERENCES = {}
+
+
+def _complex_reference(name):
+    """optax's jitted updates of the five steps (computed once, for both variants)."""
+    if name not in _COMPLEX_REFERENCES:
+        ref = COMPLEX_CASES[name](optax, jnp.complex64)
+        s_ref, ref_update, out = ref.init(CPARAMS), jax.jit(ref.update), []
+        for i in range(5):
+            u_ref, s_ref = ref_update(_complex_grads(i), s_ref, CPARAMS)
+            out.append(u_ref)
+        _COMPLEX_REFERENCES[name] = out
+    return _COMPLEX_REFERENCES[name]
+
+
 class ComplexStateDtype(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     @parameterized.named_parameters(*[(name, name) for name in sorted(COMPLEX_CASES)])
     def test_complex_state_dtype_on_complex_params_gives_optax_numbers(self, name):
-        ours, ref = COMPLEX_CASES[name](gradtx, C64), COMPLEX_CASES[name](optax, jnp.complex64)
-        s_ours, s_ref = ours.init(CPARAMS), ref.init(CPARAMS)
-        update, ref_update = self.variant(ours.update), jax.jit(ref.update)
-        for i in range(5):
-            g = _complex_grads(i)
-            u, s_ours = update(g, s_ours, CPARAMS)
-            u_ref, s_ref = ref_update(g, s_ref, CPARAMS)
+        ours = COMPLEX_CASES[name](gradtx, C64)
+        s_ours, update = ours.init(CPARAMS), self.variant(ours.update)
+        for i, u_ref in enumerate(_complex_reference(name)):
+            u, s_ours = update(_complex_grads(i), s_ours, CPARAMS)
             assert u["w"].dtype == jnp.complex64
             chex.assert_trees_all_close(u, u_ref, rtol=RTOL, atol=ATOL)
         moments = [x for x in jax.tree.leaves(s_ours) if jnp.issubdtype(x.dtype, jnp.complexfloating)]
@@ -390,30 +412,17 @@ def test_adam_on_an_int32_param_no_longer_gives_zero_updates_forever():
         tx.init({"step": jnp.array(5, jnp.int32), "w": jnp.ones(2)})
 
 
-def _integer_gradients_are_promoted_to_float(name, variant):
+@pytest.mark.parametrize(("name", "jit"), [v for v in VARIANTS if v[0] not in INTEGER_EXACT],
+                         ids=[i for v, i in zip(VARIANTS, _VARIANT_IDS, strict=True) if v[0] not in INTEGER_EXACT])
+def test_integer_gradients_are_promoted_to_float(name, jit):
     """Integer leaves give the float-gradient numbers (optax's), never integer updates."""
-    tx = _make(name, gradtx)
-    update = variant(_update(name, tx))
+    tx, update = _gradtx_update(name, jit)
     outs_int, _ = _run(tx, INT_GRADS, FLOAT_PARAMS, update)
     outs_float, _ = _run(tx, FLOAT_GRADS, FLOAT_PARAMS, update)
     for u in outs_int:
         assert {leaf.dtype for leaf in jax.tree.leaves(u)} == {jnp.dtype(jnp.float32)}
     chex.assert_trees_all_equal(outs_int, outs_float)
     chex.assert_trees_all_close(outs_int, _reference(name, FLOAT_GRADS, FLOAT_PARAMS), rtol=RTOL, atol=ATOL)
-
-
-class IntegerGradients(chex.TestCase):
-    @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.named_parameters(*[(name, name) for name in sorted(EAGER_TOO - INTEGER_EXACT)])
-    def test_integer_gradients_are_promoted_to_float(self, name):
-        _integer_gradients_are_promoted_to_float(name, self.variant)
-
-
-class IntegerGradientsJitOnly(chex.TestCase):
-    @chex.variants(with_jit=True)
-    @parameterized.named_parameters(*[(name, name) for name in sorted(JIT_ONLY - INTEGER_EXACT)])
-    def test_integer_gradients_are_promoted_to_float(self, name):
-        _integer_gradients_are_promoted_to_float(name, self.variant)
 
 
 @pytest.mark.parametrize("name", sorted(INTEGER_EXACT))
