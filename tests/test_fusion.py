@@ -100,6 +100,28 @@ def _trajectory(tx, params, steps, start=0, state=None):
     return out, state
 
 
+def _trajectory_pair(txs, params, steps):
+    """`_trajectory` of two transformations from the same params, one jitted step advancing both
+    (one compile instead of two; they share no input but the gradients, so each is computed as
+    it would be alone)."""
+
+    @jax.jit
+    def step(carry, g):
+        out = []
+        for tx, (p, s) in zip(txs, carry, strict=True):
+            updates, s = tx.update(g, s, p)
+            out.append((gradtx.apply_updates(p, updates), s))
+        return tuple(out)
+
+    carry = tuple((params, tx.init(params)) for tx in txs)
+    trajs = ([], [])
+    for g in _grad_seq(params, steps):
+        carry = step(carry, g)
+        for traj, (p, _) in zip(trajs, carry, strict=True):
+            traj.append(p)
+    return tuple((traj, s) for traj, (_, s) in zip(trajs, carry, strict=True))
+
+
 def _assert_close_by_dtype(a, b, f32_tol=1e-6):
     """float32 leaves to ~1e-6; 16-bit leaves to one unit in their last place."""
     def check(x, y):
@@ -125,8 +147,8 @@ def _assert_close_by_dtype(a, b, f32_tol=1e-6):
 def test_fused_matches_per_leaf_on_mixed_tree(name):
     params = _mixed_params()
     make = OPTIMIZERS[name][0]
-    fused_traj, fused_state = _trajectory(fused(make(), max_leaf_size=MAX), params, STEPS)
-    leaf_traj, leaf_state = _trajectory(make(), params, STEPS)
+    (fused_traj, fused_state), (leaf_traj, leaf_state) = _trajectory_pair(
+        (fused(make(), max_leaf_size=MAX), make()), params, STEPS)
     for step, (a, b) in enumerate(zip(fused_traj, leaf_traj, strict=True)):
         try:
             _assert_close_by_dtype(a, b)
@@ -141,8 +163,7 @@ def test_fused_matches_per_leaf_on_mixed_tree(name):
 def test_fused_matches_optax_step_by_step(name):
     make, make_optax = OPTIMIZERS[name]
     params = _f32_params()
-    fused_traj, _ = _trajectory(maybe_fuse(make()), params, STEPS)
-    optax_traj, _ = _trajectory(make_optax(), params, STEPS)
+    (fused_traj, _), (optax_traj, _) = _trajectory_pair((maybe_fuse(make()), make_optax()), params, STEPS)
     for step, (a, b) in enumerate(zip(fused_traj, optax_traj, strict=True)):
         try:
             chex.assert_trees_all_close(a, b, rtol=1e-6, atol=1e-6)
@@ -185,9 +206,11 @@ def test_any_tree_structure_gives_per_leaf_adam(shapes, split):
     grads = [jnp.asarray(rng.normal(size=s), jnp.float32) for s in shapes]
     tx_fused, tx_leaf = fused(gradtx.adam(0.1), max_leaf_size=split), gradtx.adam(0.1)
     s_fused, s_leaf = tx_fused.init(params), tx_leaf.init(params)
+    # both updates in one jitted function: one compile per example (eagerly, each new leaf shape
+    # compiled every primitive anew); the eager fused path is checked by FusedVariantsTest
+    step = jax.jit(lambda g, sf, sl: (tx_fused.update(g, sf, params), tx_leaf.update(g, sl, params)))
     for _ in range(2):
-        u_fused, s_fused = tx_fused.update(grads, s_fused, params)
-        u_leaf, s_leaf = tx_leaf.update(grads, s_leaf, params)
+        (u_fused, s_fused), (u_leaf, s_leaf) = step(grads, s_fused, s_leaf)
         chex.assert_trees_all_close(u_fused, u_leaf, rtol=1e-6, atol=1e-7)
     # leaves with more than `split` elements are kept whole; the others share one buffer
     keys = set(s_fused.inner[0].mu)
