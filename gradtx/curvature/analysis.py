@@ -5,7 +5,9 @@ Both tools run one Lanczos iteration on the Hessian (see
 spectrum at once, `θ_min ≥ λ_min` and `θ_max ≤ λ_max` (Ritz values lie inside the spectrum and
 converge to its ends from within), and then two more Hessian-vector products give the residual
 norms `r_min = ‖H v_min − θ_min v_min‖` and `r_max` of the two extreme Ritz pairs
-(see [`ritz_residuals`][gradtx.curvature.ritz_residuals]). They bracket the extreme eigenvalues:
+(see [`ritz_residuals`][gradtx.curvature.ritz_residuals]); for one batch or `Batched` data the
+Lanczos steps and these products share one linearization of the gradient in one compiled call,
+which both tools reuse. They bracket the extreme eigenvalues:
 
 $$
 \\lambda_{\\min} \\in [\\theta_{\\min} - d_{\\min},\\; \\theta_{\\min}], \\qquad

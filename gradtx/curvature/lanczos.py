@@ -414,7 +414,8 @@ def eigsh(
             batch-size-weighted average loss. Default None.
         return_residuals: also return `residuals (k,)`, `‖H v_i − θ_i v_i‖` from `k` more
             Hessian-vector products: the Hessian has an eigenvalue within `residuals[i]` of
-            `eigenvalues[i]` (Parlett 1998, §4.5). Default False.
+            `eigenvalues[i]` (Parlett 1998, §4.5); for one batch or `Batched` data they share the
+            Lanczos run's linearization and compiled call. Default False.
 
     Returns:
         `(eigenvalues (k,), eigenvectors)`, eigenvalues ascending, eigenvectors a pytree like
