@@ -255,7 +255,8 @@ def public_entries() -> list[tuple[str, str]]:
 
 # modules split out of another for size, whose names stay documented in that module's section
 SECTION_OF = {"gradtx.curvature.critical": "gradtx.curvature.analysis",
-              "gradtx.curvature.krylov": "gradtx.curvature.streaming"}
+              "gradtx.curvature.krylov": "gradtx.curvature.streaming",
+              "gradtx._microbatch_accumulators": "gradtx.microbatching"}
 
 
 def _defining_module(obj: object, fallback: str) -> str:
