@@ -110,21 +110,21 @@ def _steps(tx, params, n, jit):
     return out, step
 
 
-def _jitted_steps(txs, params, n):
-    """`_steps(tx, params, n, jit=True)` for each of `txs`, one jitted step advancing them all (one
-    compile instead of one per transformation; they share no input, each computed as alone)."""
+def _jitted_steps(runs, n):
+    """`_steps(tx, params, n, jit=True)` for each `(tx, params)` of `runs`, one jitted step advancing
+    them all (one compile instead of one per run; they share no input, each computed as alone)."""
 
     @jax.jit
     def step(carry):
         out = []
-        for tx, (params, state) in zip(txs, carry, strict=True):
+        for (tx, _), (params, state) in zip(runs, carry, strict=True):
             value, grad = jax.value_and_grad(parabola)(params)
             updates, state = tx.update(grad, state, params, value=value, grad=grad, value_fn=parabola)
             out.append((gradtx.apply_updates(params, updates), state, updates))
         return out
 
-    carry = [(params, tx.init(params)) for tx in txs]
-    outs = [[] for _ in txs]
+    carry = [(params, tx.init(params)) for tx, params in runs]
+    outs = [[] for _ in runs]
     for _ in range(n):
         result = step(carry)
         carry = [(p, s) for p, s, _ in result]
@@ -200,7 +200,7 @@ def test_jit_equals_eager_compiles_once_and_runs_under_inject_hyperparams(name, 
     eager, _ = _steps(tx, _parabola_start(), 3, jit=False)
     # one jitted step runs both (a second compile of either, e.g. a state whose types change
     # after the first step, is a second compile of the step)
-    (jitted, inj), step = _jitted_steps([tx, injected], _parabola_start(), 3)
+    (jitted, inj), step = _jitted_steps([(tx, _parabola_start()), (injected, _parabola_start())], 3)
     for (pe, ue), (pj, uj) in zip(eager, jitted, strict=True):
         for a, b in zip(jax.tree.leaves((pe, ue)), jax.tree.leaves((pj, uj)), strict=True):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6, err_msg=name)
