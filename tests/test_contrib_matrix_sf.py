@@ -303,18 +303,30 @@ def _start(dtype=jnp.float32):
 
 
 def _run(tx, params, n):
-    @jax.jit
-    def step(p, s):
-        g = jax.grad(lambda q: sum(jnp.sum(x.astype(jnp.float32) ** 2) for x in jax.tree.leaves(q)))(p)
-        u, s = tx.update(g, s, p)
-        return gradtx.apply_updates(p, u), s, u
+    return _run_all([tx], params, n)[0]
 
-    state = tx.init(params)
-    out = []
+
+def _run_all(txs, params, n):
+    """`_run` of each of `txs` from the same params, one jitted step advancing them all (one compile;
+    they share no input, each computed as alone)."""
+
+    @jax.jit
+    def step(carry):
+        out = []
+        for tx, (p, s) in zip(txs, carry, strict=True):
+            g = jax.grad(lambda q: sum(jnp.sum(x.astype(jnp.float32) ** 2) for x in jax.tree.leaves(q)))(p)
+            u, s = tx.update(g, s, p)
+            out.append((gradtx.apply_updates(p, u), s, u))
+        return out
+
+    carry = [(params, tx.init(params)) for tx in txs]
+    outs = [[] for _ in txs]
     for _ in range(n):
-        params, state, updates = step(params, state)
-        out.append((params, updates))
-    return out
+        result = step(carry)
+        carry = [(p, s) for p, s, _ in result]
+        for out, (p, _, u) in zip(outs, result, strict=True):
+            out.append((p, u))
+    return outs
 
 
 @pytest.mark.parametrize("name", sorted(ALIASES))
@@ -337,7 +349,7 @@ def test_contrib_alias_runs_under_inject_hyperparams(name):
     ]
     injected = gradtx.inject_hyperparams(getattr(contrib, factory_name), static_args=static)(**arguments)
     assert "learning_rate" in injected.init(_start()).hyperparams
-    for (pa, _), (pb, _) in zip(_run(tx, _start(), 3), _run(injected, _start(), 3), strict=True):
+    for (pa, _), (pb, _) in zip(*_run_all([tx, injected], _start(), 3), strict=True):
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), pa, pb)
 
 
