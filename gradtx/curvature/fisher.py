@@ -21,9 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from gradtx._validation import check_int, check_real
-from gradtx.curvature.data import Batched, as_args, batch_size, static_callable
+from gradtx.curvature.data import Batched, static_callable
 from gradtx.curvature.operators import _match_tangent
-from gradtx.curvature.streaming import StreamingOperator, batch_stream, data_operator
+from gradtx.curvature.streaming import StreamingOperator, batch_stream, data_operator, sized_batches
 
 __all__ = [
     "LIKELIHOODS",
@@ -476,15 +476,10 @@ def _numbered(owner: str, stream: Callable[[], Iterator[Any]]) -> Callable[[], I
 
     def fresh() -> Iterator[Any]:
         offset = 0
-        for i, batch in enumerate(stream()):
-            args = as_args(batch)
-            try:
-                n = batch_size(args)
-            except ValueError as err:
-                raise ValueError(f"{owner}: batch {i}: {err}") from None
+        for args, n in sized_batches(owner, stream):
             item = ((np.arange(offset, offset + n) % 2**32).astype(np.uint32), *args)
             offset += n
-            del batch, args  # hold no batch while the consumer loads the next one
+            del args  # hold no batch while the consumer loads the next one
             yield item
             del item
 

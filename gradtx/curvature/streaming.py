@@ -74,6 +74,7 @@ __all__ = [
     "is_streaming",
     "krylov_loop",
     "krylov_while",
+    "sized_batches",
     "stream_mean",
     "streamed_gradient",
     "streamed_hessian",
@@ -188,6 +189,25 @@ def batch_stream(owner: str, batches: Any) -> Callable[[], Iterator[Any]]:
     )
 
 
+def sized_batches(owner: str, stream: Callable[[], Iterator[Any]]) -> Iterator[tuple[tuple[Any, ...], int]]:
+    """One pass over `stream`: each batch as `(args, n)`, its loss arguments and its number of examples.
+
+    A batch whose size cannot be read raises a ValueError naming `owner` and the batch's index. The
+    generator holds no batch while its consumer loads the next one.
+    """
+    for i, batch in enumerate(stream()):
+        args = as_args(batch)
+        del batch
+        try:
+            n = batch_size(args)
+        except ValueError as err:
+            raise ValueError(f"{owner}: batch {i}: {err}") from None
+        item = (args, n)
+        del args
+        yield item
+        del item
+
+
 def _acc_dtype(dtype: Any) -> Any:
     dtype = jnp.dtype(dtype)
     return jnp.promote_types(dtype, jnp.float32) if jnp.issubdtype(dtype, jnp.floating) else dtype
@@ -233,12 +253,7 @@ def stream_mean(owner: str, fn: Callable[..., Any], operands: Any, stream: Calla
     traced = _is_traced(operands)
     total = 0
     count = 0
-    for i, batch in enumerate(stream()):
-        args = as_args(batch)
-        try:
-            n = batch_size(args)
-        except ValueError as err:
-            raise ValueError(f"{owner}: batch {i}: {err}") from None
+    for args, n in sized_batches(owner, stream):
         arrays, static = partition_data(args)
         # NumPy batches become device arrays first: jit caches NumPy and JAX inputs of one shape
         # separately, and a loader mixing them would compile the step twice
@@ -249,7 +264,7 @@ def stream_mean(owner: str, fn: Callable[..., Any], operands: Any, stream: Calla
             jax.block_until_ready(prev)  # at most two batches in flight: memory stays one batch's
         total += n
         count += 1
-        del batch, args, arrays
+        del args, arrays
     if count == 0:
         raise ValueError(f"{owner}: batches is empty (the stream yielded no batch); give at least one batch")
     if total <= 0:
