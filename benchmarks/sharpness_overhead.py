@@ -22,10 +22,11 @@ Usage: `python benchmarks/sharpness_overhead.py [--steps 2000] [--block 2 4]` (a
 """
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,14 +42,6 @@ from gradtx.second_order import track_sharpness  # noqa: E402
 
 TOL = 1e-3
 GAP_SAFETY = (1.0, 4.0)  # safety factors of the gap-based (Kato-Temple) stopping rule tried against the oracle
-
-
-def _load() -> str:
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:  # pragma: no cover - not Linux
-        return "n/a"
 
 
 def costs(params: Any, loss: Any, steps: int = 1000, repeats: int = 9) -> dict[str, float]:
@@ -115,10 +108,20 @@ def _ritz(alpha: np.ndarray, beta: np.ndarray, j: int) -> tuple[np.ndarray, np.n
     return np.linalg.eigh(t)
 
 
-def oracle(params: Any, loss: Any, lr: float, steps: int, every: int = 100, m: int = 20) -> dict[str, Any]:
-    """Products per warm measurement: the oracle's (first step within TOL of λ_max) and the residual rule's."""
+class _Path(NamedTuple):
+    """Full-batch GD with one learning rate, seen every `every` steps."""
+
+    hv: Any  # jitted (flat params, v) -> H v
+    hv_block: Any  # the same, vmapped over a block of vectors
+    points: list[tuple[Any, float, np.ndarray]]  # (flat params, true λ_max, its top-4 Ritz vectors as rows)
+
+
+def _gd_path(params: Any, loss: Any, lr: float, steps: int, every: int = 100) -> _Path:
+    """The GD trajectory and, at every `every`-th step, λ_max from a 60-step cold Lanczos run (the truth)."""
     flat, unravel = ravel_pytree(params)
-    hv = jax.jit(lambda f, v: ravel_pytree(hessian_operator(loss, unravel(f))(unravel(v)))[0])
+
+    def product(f: Any, v: Any) -> Any:
+        return ravel_pytree(hessian_operator(loss, unravel(f))(unravel(v)))[0]
 
     @jax.jit
     def descend(f: Any) -> Any:
@@ -127,101 +130,85 @@ def oracle(params: Any, loss: Any, lr: float, steps: int, every: int = 100, m: i
 
         return jax.lax.scan(step, f, None, length=every)[0]
 
+    hv = jax.jit(product)
     rng = np.random.default_rng(0)
-    prev = None
-    found, residual_rule = [], []
-    gap_rule: dict[float, list[int]] = {c: [] for c in GAP_SAFETY}
-    gap_err = dict.fromkeys(GAP_SAFETY, 0.0)
+    points = []
     for _ in range(steps // every):
         basis, alpha, beta = _lanczos(hv, flat, rng.standard_normal(flat.size), 60)
         theta, s = _ritz(alpha, beta, 60)
-        lam = theta[-1]
-        if prev is None:
-            prev = s[:, -1] @ basis[:60]
-        else:
-            basis, alpha, beta = _lanczos(hv, flat, prev, m)
-            first_ok, first_res = m + 1, m
-            gap_stop: dict[float, tuple[int, float]] = {}
-            for j in range(1, m + 1):
-                theta, s = _ritz(alpha, beta, j)
-                r = beta[j - 1] * abs(s[-1, -1])
-                if abs(theta[-1] - lam) <= TOL * lam and first_ok > m:
-                    first_ok = j
-                if r <= TOL * abs(theta[-1]) and first_res == m:
-                    first_res = j
-                for c in GAP_SAFETY:  # stop once r² / (gap / c) <= TOL·θ, gap from the Ritz values
-                    if c not in gap_stop and j >= 2 and c * r * r <= TOL * theta[-1] * (theta[-1] - theta[-2]):
-                        gap_stop[c] = (j, abs(theta[-1] - lam) / lam)
-            for c in GAP_SAFETY:
-                j, err = gap_stop.get(c, (m, abs(theta[-1] - lam) / lam))
-                gap_rule[c].append(j)
-                gap_err[c] = max(gap_err[c], err)
-            found.append(first_ok)
-            residual_rule.append(first_res)
-            theta, s = _ritz(alpha, beta, first_res)
-            prev = s[:, -1] @ basis[:first_res]  # the tracker's next start: its top Ritz vector where it stopped
+        points.append((flat, float(theta[-1]), s[:, ::-1][:, :4].T @ basis[:60]))
         flat = descend(flat)
+    return _Path(hv, jax.jit(jax.vmap(product, in_axes=(None, 0))), points)
+
+
+def oracle(path: _Path, m: int = 20) -> dict[str, Any]:
+    """Products per warm measurement: the oracle's (first step within TOL of λ_max) and the residual rule's."""
+    prev = path.points[0][2][0]
+    found, residual_rule = [], []
+    gap_rule: dict[float, list[int]] = {c: [] for c in GAP_SAFETY}
+    gap_err = dict.fromkeys(GAP_SAFETY, 0.0)
+    for flat, lam, _ in path.points[1:]:
+        basis, alpha, beta = _lanczos(path.hv, flat, prev, m)
+        first_ok, first_res = m + 1, m
+        gap_stop: dict[float, tuple[int, float]] = {}
+        for j in range(1, m + 1):
+            theta, s = _ritz(alpha, beta, j)
+            r = beta[j - 1] * abs(s[-1, -1])
+            if abs(theta[-1] - lam) <= TOL * lam and first_ok > m:
+                first_ok = j
+            if r <= TOL * abs(theta[-1]) and first_res == m:
+                first_res = j
+            for c in GAP_SAFETY:  # stop once r² / (gap / c) <= TOL·θ, gap from the Ritz values
+                if c not in gap_stop and j >= 2 and c * r * r <= TOL * theta[-1] * (theta[-1] - theta[-2]):
+                    gap_stop[c] = (j, abs(theta[-1] - lam) / lam)
+        for c in GAP_SAFETY:
+            j, err = gap_stop.get(c, (m, abs(theta[-1] - lam) / lam))
+            gap_rule[c].append(j)
+            gap_err[c] = max(gap_err[c], err)
+        found.append(first_ok)
+        residual_rule.append(first_res)
+        theta, s = _ritz(alpha, beta, first_res)
+        prev = s[:, -1] @ basis[:first_res]  # the tracker's next start: its top Ritz vector where it stopped
     return {"oracle": found, "residual_rule": residual_rule, "gap_rule": gap_rule, "gap_rule_worst_error": gap_err}
 
 
-def block_warm_start(params: Any, loss: Any, lr: float, steps: int, size: int, every: int = 100,
-                     max_blocks: int = 6) -> dict[str, Any]:
+def block_warm_start(path: _Path, size: int, max_blocks: int = 6) -> dict[str, Any]:
     """Block Lanczos (full reorthogonalization) warm-started from the previous top-`size` Ritz vectors.
 
     Per warm measurement: the block steps until the top Ritz pair's residual is at most TOL·θ
     (certified, as the tracker's rule) and until the top Ritz value is within TOL of λ_max (oracle),
     plus the worst error at the certified stop and the cost of one vmapped block product in steps.
     """
-    flat, unravel = ravel_pytree(params)
-    n = flat.size
-    hv = jax.jit(lambda f, v: ravel_pytree(hessian_operator(loss, unravel(f))(unravel(v)))[0])
-    hv_block = jax.jit(lambda f, vs: jax.vmap(lambda v: ravel_pytree(hessian_operator(loss, unravel(f))(unravel(v)))[0])(vs))
-
-    @jax.jit
-    def descend(f: Any) -> Any:
-        def step(f: Any, _: Any) -> Any:
-            return f - lr * ravel_pytree(jax.grad(loss)(unravel(f)))[0], None
-
-        return jax.lax.scan(step, f, None, length=every)[0]
-
-    rng = np.random.default_rng(0)
-    prev = None
+    prev = path.points[0][2][:size]
     certified, oracle_steps, worst = [], [], 0.0
-    for _ in range(steps // every):
-        basis, alpha, beta = _lanczos(hv, flat, rng.standard_normal(n), 60)
-        theta, s = _ritz(alpha, beta, 60)
-        lam = theta[-1]
-        if prev is None:
-            prev = (s[:, ::-1][:, :size].T @ basis[:60])
-        else:
-            q = np.linalg.qr(prev.T)[0].T
-            vectors, products = [*q], []
-            stop = found = None
-            for b in range(max_blocks):
-                block = np.asarray(vectors[b * size:(b + 1) * size])
-                products.extend(np.asarray(hv_block(flat, block.astype(np.float32)), np.float64))
-                v, hv_ = np.asarray(vectors), np.asarray(products)
-                t = v @ hv_.T
-                theta, s = np.linalg.eigh(0.5 * (t + t.T))
-                top = s[:, -1] @ v
-                r = np.linalg.norm(s[:, -1] @ hv_ - theta[-1] * top)
-                if found is None and abs(theta[-1] - lam) <= TOL * lam:
-                    found = b + 1
-                if stop is None and r <= TOL * abs(theta[-1]):
-                    stop = b + 1
-                    worst = max(worst, abs(theta[-1] - lam) / lam)
-                    prev = s[:, ::-1][:, :size].T @ v
-                    break
-                w = hv_[-size:] - (hv_[-size:] @ v.T) @ v
-                w -= (w @ v.T) @ v
-                vectors.extend(np.linalg.qr(w.T)[0].T)
-            if stop is None:
-                stop = max_blocks
+    for flat, lam, _ in path.points[1:]:
+        q = np.linalg.qr(prev.T)[0].T
+        vectors, products = [*q], []
+        stop = found = None
+        for b in range(max_blocks):
+            block = np.asarray(vectors[b * size:(b + 1) * size])
+            products.extend(np.asarray(path.hv_block(flat, block.astype(np.float32)), np.float64))
+            v, hv_ = np.asarray(vectors), np.asarray(products)
+            t = v @ hv_.T
+            theta, s = np.linalg.eigh(0.5 * (t + t.T))
+            top = s[:, -1] @ v
+            r = np.linalg.norm(s[:, -1] @ hv_ - theta[-1] * top)
+            if found is None and abs(theta[-1] - lam) <= TOL * lam:
+                found = b + 1
+            if stop is None and r <= TOL * abs(theta[-1]):
+                stop = b + 1
                 worst = max(worst, abs(theta[-1] - lam) / lam)
                 prev = s[:, ::-1][:, :size].T @ v
-            certified.append(stop)
-            oracle_steps.append(found or max_blocks + 1)
-        flat = descend(flat)
+                break
+            w = hv_[-size:] - (hv_[-size:] @ v.T) @ v
+            w -= (w @ v.T) @ v
+            vectors.extend(np.linalg.qr(w.T)[0].T)
+        if stop is None:
+            stop = max_blocks
+            worst = max(worst, abs(theta[-1] - lam) / lam)
+            prev = s[:, ::-1][:, :size].T @ v
+        certified.append(stop)
+        oracle_steps.append(found or max_blocks + 1)
 
     def per_call(fn: Any, *args: Any) -> float:
         t0 = time.perf_counter()
@@ -229,9 +216,11 @@ def block_warm_start(params: Any, loss: Any, lr: float, steps: int, size: int, e
             jax.block_until_ready(fn(*args))
         return (time.perf_counter() - t0) / 20
 
-    block = jnp.asarray(rng.standard_normal((size, n)), jnp.float32)
-    jax.block_until_ready((hv_block(flat, block), hv(flat, block[0])))
-    ratio = float(np.median([per_call(hv_block, flat, block) / per_call(hv, flat, block[0]) for _ in range(15)]))
+    flat = path.points[-1][0]
+    block = jnp.asarray(np.random.default_rng(1).standard_normal((size, flat.size)), jnp.float32)
+    jax.block_until_ready((path.hv_block(flat, block), path.hv(flat, block[0])))
+    ratio = float(np.median([per_call(path.hv_block, flat, block) / per_call(path.hv, flat, block[0])
+                             for _ in range(15)]))
     return {"certified": certified, "oracle": oracle_steps, "worst_error": worst, "block_product_vs_one": ratio}
 
 
@@ -244,15 +233,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from sharpness import make_problem
 
     params, loss = make_problem(1000, 0)
-    before = _load()
+    before = os.getloadavg()
     c = costs(params, loss)
-    print(f"costs (load average before {before}, after {_load()}): step {c['step_ms']:.3f} ms; one product in the "
+    print(f"costs (load average before {before[0]:.2f}, after {os.getloadavg()[0]:.2f}): step {c['step_ms']:.3f} ms; one product in the "
           f"tracker {c['product_ms']:.3f} ms ({c['product_ms'] / c['step_ms']:.2f} steps); fixed cost of a "
           f"measurement {c['measurement_fixed_ms']:.3f} ms; the cond on a step without measurement "
           f"{1e3 * c['cond_ms_per_step']:.2f} us")
     out: dict[str, Any] = {"costs": c}
     for lr in (0.1, 0.2):
-        o = oracle(params, loss, lr, args.steps)
+        path = _gd_path(params, loss, lr, args.steps)
+        o = oracle(path)
         mean_oracle, mean_rule = float(np.mean(o["oracle"])), float(np.mean(o["residual_rule"]))
         least = (c["measurement_fixed_ms"] + mean_oracle * c["product_ms"]) / (100 * c["step_ms"])
         rule = (c["measurement_fixed_ms"] + mean_rule * c["product_ms"]) / (100 * c["step_ms"])
@@ -265,7 +255,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   f"error {o['gap_rule_worst_error'][k]:.1e}")
         out[lr] = o
         for size in args.block:
-            b = block_warm_start(params, loss, lr, args.steps, size)
+            b = block_warm_start(path, size)
             per_block = b["block_product_vs_one"] * c["product_ms"] + c["measurement_fixed_ms"]
             print(f"  block Lanczos, block {size} (a vmapped block product = {b['block_product_vs_one']:.2f} single "
                   f"products): certified rule {np.mean(b['certified']):.2f} blocks (worst error {b['worst_error']:.1e}), "
