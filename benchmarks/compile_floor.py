@@ -99,12 +99,8 @@ def measure(name: str) -> dict[str, float]:
     return {"lower_s": t1 - t0, "compile_s": time.perf_counter() - t1}
 
 
-def _load() -> str:
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:  # pragma: no cover - not Linux
-        return "n/a"
+def _load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -115,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.one:
         print(json.dumps(measure(args.one)))
         return {}
-    before = _load()
+    before = _load_average()
     totals: dict[str, list[float]] = {p: [] for p in PROGRAMS}
     for r in range(args.repeats):
         order = PROGRAMS if r % 2 == 0 else tuple(reversed(PROGRAMS))
@@ -124,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                  text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
             res = json.loads(out.stdout.strip().splitlines()[-1])
             totals[name].append(res["lower_s"] + res["compile_s"])
-    after = _load()
+    after = _load_average()
     ref = statistics.median(totals["optax"])
     print(f"lower + compile, 1,000 leaves of 1,000, median of {args.repeats} fresh processes; "
           f"load average before {before}, after {after}")

@@ -16,6 +16,7 @@ Usage: `python benchmarks/fused_breakdown.py [names...]`; prints the floor's tim
 1-minute load average.
 """
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -114,8 +115,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             times[name].append((time.perf_counter() - t0) / 20)
     base = np.asarray(times["floor"])
     ratios = {name: float(np.median(np.asarray(t) / base)) for name, t in times.items()}
-    with open("/proc/loadavg") as f:
-        load = f.read().split()[0]
+    load = f"{os.getloadavg()[0]:.2f}"
     print(f"floor {1e3 * np.median(base):.3f} ms per step; over the floor: "
           + ", ".join(f"{k} x{v:.3f}" for k, v in ratios.items() if k != "floor") + f"; load average {load}")
     return ratios
