@@ -362,26 +362,15 @@ def run_hessian_lanczos(
     return hessian_lanczos(loss, params, arrays, static, weights, _default_key(key), min(num_iters, n))
 
 
-@functools.partial(jax.jit, static_argnames=("loss", "static", "weights"))
-def _hessian_residuals_core(loss, params, arrays, static, weights, values, vectors):
-    _, lin = bound_hessian_operator(loss, params, arrays, static, weights)
-    return ritz_residuals(lin, params, values, vectors)
-
-
 def hessian_ritz_residuals(owner: str, loss: Any, params: Any, args: tuple[Any, ...], batches: Any,
                            values: jax.Array, vectors: Any) -> jax.Array:
-    """`‖H v_i − θ_i v_i‖` for Ritz pairs of the Hessian of the bound loss (see `ritz_residuals`).
-
-    One batch or `Batched` data: one compiled call (cached on the loss, the data layout and the
-    shapes), not an op-by-op linearization. A stream: one pass over it with `matmat`.
+    """`‖H v_i − θ_i v_i‖` for Ritz pairs of the Hessian of the loss over a *stream* of batches (see
+    `ritz_residuals`): one pass over it with `matmat`. One batch and `Batched` data get their
+    residuals inside the Lanczos run's compiled call instead (`_hessian_eigsh_residuals`,
+    `critical._hessian_extremes_core`).
     """
-    loss = static_callable(owner, "loss", loss)
-    streamed = streamed_hessian(owner, loss, params, args, batches)
-    if streamed is not None:
-        return ritz_residuals(streamed, params, values, vectors)
-    data, weights = prepare_data(owner, args, batches)
-    arrays, static = partition_data(data)
-    return _hessian_residuals_core(loss, params, arrays, static, weights, values, vectors)
+    streamed = streamed_hessian(owner, static_callable(owner, "loss", loss), params, args, batches)
+    return ritz_residuals(streamed, params, values, vectors)
 
 
 def eigsh(
