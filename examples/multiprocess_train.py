@@ -40,7 +40,6 @@ import itertools
 import os
 import re
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -68,26 +67,10 @@ CHECKPOINT_LINE = re.compile(r"^checkpoint (\d+) saved$", re.MULTILINE)
 # --------------------------------------------------------------------------------------------
 
 
-def launch(
-    num_processes: int,
-    worker_args: Sequence[str],
-    *,
-    script: str | os.PathLike[str] | None = None,
-    devices_per_process: int = 2,
-    timeout: float = 300.0,
-    on_line: Callable[[int, str, list[subprocess.Popen]], None] | None = None,
-    echo: bool = False,
-) -> list[str]:
-    """Run `num_processes` workers of `script` (default: this example) on 127.0.0.1; return each one's stdout.
-
-    `_launch.launch` (a free port, one process group per worker, `WorkerFailure` and every
-    worker killed when one fails or the run outlives `timeout` seconds), with this file, as it
-    is named when called, as the default worker script.
-    """
-    return _launch.launch(
-        num_processes, worker_args, script=Path(__file__) if script is None else script,
-        devices_per_process=devices_per_process, timeout=timeout, on_line=on_line, echo=echo,
-    )  # fmt: skip
+launch = functools.partial(_launch.launch, script=Path(__file__).resolve())
+"""`_launch.launch` (a free port, one process group per worker, `WorkerFailure` and every worker
+killed when one fails or the run outlives `timeout` seconds) with this example as the default
+worker script; pass `script=` to start another."""
 
 
 def parse_losses(text: str) -> dict[int, float]:
